@@ -1,0 +1,151 @@
+"""The model's contract: what a model expects as input and what its outputs mean.
+
+It travels with the model: beside ``model.keras`` in a run folder (``contract.json``) and inside every exported
+.tflite (see :mod:`edgecnn.runtime.metadata`), so the device never has to be told ``--mean``/``--std`` again.
+Standard library only: the device side reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import ModelError
+
+FORMAT_VERSION = 1
+TASKS = ("classify", "steer")
+HEADS = ("softmax", "regression", "gmm")
+COLOR_ORDERS = ("RGB", "BGR")
+
+# Named input ranges: pixel p in 0..255 becomes (p - mean) / std.
+INPUT_RANGES: dict[str, tuple[float, float]] = {
+    "0,1": (0.0, 255.0),
+    "-1,1": (127.5, 127.5),
+    "0,255": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Contract:
+    """How to feed a model and read its outputs.
+
+    Attributes:
+        task: ``"classify"`` or ``"steer"``.
+        input_height, input_width: model input size in pixels.
+        channels: 3 (colour) or 1 (grey).
+        color_order: channel order the model was trained on, ``"RGB"`` or ``"BGR"``.
+        mean, std: normalisation, per channel: ``x = (pixel - mean) / std`` with pixel a float in 0..255.
+        resize: OpenCV interpolation used to shrink a frame (``"area"``) or enlarge it (``"linear"``).
+        labels: class names for ``classify`` (index order); empty for ``steer``.
+        head: ``"softmax"`` (class probabilities), ``"regression"`` (steering [, throttle]) or ``"gmm"``
+            (mixture over steering: K logits, K means, K log-sigmas).
+        steering_range: steering output range, ``(-1.0, 1.0)``; positive = right.
+        throttle: the model also outputs throttle.
+        components: number of Gaussian components for the ``gmm`` head.
+        arch: architecture name in the registry.
+        extra: free-form provenance (calibration sha256, versions, ...).
+    """
+
+    task: str
+    input_height: int
+    input_width: int
+    channels: int = 3
+    color_order: str = "RGB"
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (255.0, 255.0, 255.0)
+    resize: str = "area"
+    labels: tuple[str, ...] = ()
+    head: str = "softmax"
+    steering_range: tuple[float, float] = (-1.0, 1.0)
+    throttle: bool = False
+    components: int = 0
+    arch: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ModelError(f"contract task must be one of {TASKS}, got: {self.task!r}")
+        if self.head not in HEADS:
+            raise ModelError(f"contract head must be one of {HEADS}, got: {self.head!r}")
+        if self.color_order not in COLOR_ORDERS:
+            raise ModelError(f"contract colour order must be RGB or BGR, got: {self.color_order!r}")
+        if self.channels not in (1, 3):
+            raise ModelError(f"contract channels must be 1 or 3, got: {self.channels!r}")
+        if self.input_height <= 0 or self.input_width <= 0:
+            raise ModelError(f"contract input size must be positive, got: {self.input_height}x{self.input_width}")
+        if len(self.mean) != self.channels or len(self.std) != self.channels or min(self.std) <= 0:
+            raise ModelError(f"contract mean/std must have {self.channels} entries and std > 0")
+        if self.task == "classify" and not self.labels:
+            raise ModelError("a classification contract needs its labels")
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return (self.input_height, self.input_width)
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's output vector."""
+        if self.task == "classify":
+            return len(self.labels)
+        if self.head == "gmm":
+            return 3 * self.components
+        return 2 if self.throttle else 1
+
+    def replace(self, **changes: Any) -> Contract:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("mean", "std", "labels", "steering_range"):
+            d[k] = list(d[k])
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Contract:
+        """Build from a dict; unknown keys (from a newer edgecnn) are ignored."""
+        if not isinstance(d, dict):
+            raise ModelError(f"a contract must be a JSON object, got: {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for k in ("mean", "std", "labels", "steering_range"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        try:
+            return cls(**kw)
+        except TypeError as exc:
+            raise ModelError(f"contract is incomplete or malformed: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Contract:
+        try:
+            return cls.from_dict(json.loads(text))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"contract is not valid JSON: {exc}") from exc
+
+    def save(self, path: str | Path) -> None:
+        from edgecnn.atomic import write_json
+
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Contract:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"no contract at {path}")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def normalisation_for_range(name: str, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for a named input range ``"0,1"``, ``"-1,1"`` or ``"0,255"``."""
+    if name not in INPUT_RANGES:
+        raise ModelError(f"input range must be one of {', '.join(INPUT_RANGES)}, got: {name!r}")
+    m, s = INPUT_RANGES[name]
+    return (m,) * channels, (s,) * channels

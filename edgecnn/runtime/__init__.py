@@ -1,0 +1,1 @@
+"""Device side: TensorFlow-free loading and running of .tflite models (numpy, OpenCV, LiteRT only)."""
