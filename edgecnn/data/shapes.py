@@ -96,7 +96,7 @@ def render(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
             cv2.circle(img, tuple(int(v) for v in p), int(rng.integers(1, 3)) * _SS, c.tolist(), -1)
     # The shape: scale, rotation, shift, elastic deformation, stroke width.
     scale = rng.uniform(0.22, 0.42) * big
-    angle = rng.uniform(-15, 15)  # wider would turn a plus into an x * math.pi / 180
+    angle = rng.uniform(-15, 15) * math.pi / 180  # wider would turn a plus into an x
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     aspect = np.array([rng.uniform(0.8, 1.2), 1.0])
     margin = scale * 1.1
