@@ -1,0 +1,1 @@
+"""Host side: Keras architectures, registered by name (see :mod:`edgecnn.models.registry`)."""
