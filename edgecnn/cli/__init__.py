@@ -9,6 +9,7 @@ import TensorFlow: heavy imports happen inside the command function.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def group() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    # TensorFlow's C++ start-up chatter is noise for users; only host commands import it at all.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         code = group.main(args=argv, prog_name="edgecnn", standalone_mode=False)
         if isinstance(code, int) and code:

@@ -11,10 +11,10 @@ def _ds_block(x, filters: int, stride: int, name: str):
     from keras import layers
 
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(name=f"{name}_pw_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_pw_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_pw_relu")(x)
 
 
@@ -34,7 +34,7 @@ def compact(input_shape: tuple[int, int, int], num_outputs: int, width: int = 32
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     x = _ds_block(x, width * 2, 1, "b1")
     x = _ds_block(x, width * 2, 2, "b2")

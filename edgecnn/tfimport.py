@@ -1,0 +1,56 @@
+"""Import TensorFlow quietly (host side only).
+
+TensorFlow 2.21 prints several lines of C++ start-up chatter (oneDNN, missing CUDA drivers, cuInit) through absl
+before any Python logging setting applies; ``TF_CPP_MIN_LOG_LEVEL`` no longer silences them. We point file
+descriptor 2 at /dev/null while TensorFlow starts and lists its devices, then restore it, so users see our
+output and real errors only. Set ``EDGECNN_TF_VERBOSE=1`` to see everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+_DONE = False
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    if os.environ.get("EDGECNN_TF_VERBOSE"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow():
+    """Return the ``tensorflow`` module, imported without start-up noise on stderr."""
+    global _DONE
+    if not _DONE:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        try:
+            with _quiet_stderr():
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()
+                import keras  # noqa: F401
+        except ImportError as exc:
+            from edgecnn.errors import EdgecnnError
+
+            raise EdgecnnError(
+                f"this command needs TensorFlow ({exc}); install the training extra: pip install 'edgecnn[train]'"
+            ) from exc
+        _DONE = True
+    import tensorflow as tf
+
+    return tf

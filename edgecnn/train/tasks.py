@@ -1,0 +1,110 @@
+"""What differs between tasks during training: data, targets, loss, metrics (host side).
+
+A task provides ``load_data``, ``make_contract``, ``dataset``, ``model_kwargs``, ``compile`` and ``evaluate``;
+:mod:`edgecnn.train.trainer` does the rest. Steering lives in :mod:`edgecnn.train.steer_task`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgecnn.contract import Contract
+from edgecnn.data import imagefolder
+from edgecnn.errors import EdgecnnError
+
+
+@dataclass(frozen=True)
+class ClassifyData:
+    """A scanned image folder and its split."""
+
+    folder: imagefolder.ImageFolder
+    splits: dict[str, list[imagefolder.Sample]]
+
+    @property
+    def summary(self) -> str:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
+        return f"data: {self.folder.summary()}; split: {sizes}"
+
+    def split_rows(self) -> dict[str, list[list[Any]]]:
+        return {k: [[s.path, s.label] for s in v] for k, v in self.splits.items()}
+
+
+class ClassifyTask:
+    """Image classification with softmax cross-entropy."""
+
+    name = "classify"
+
+    def load_data(self, config) -> ClassifyData:
+        folder = imagefolder.scan(config.data)
+        splits = imagefolder.split(folder, val=config.val, test=config.test)
+        if not splits["val"]:
+            raise EdgecnnError("too few images for a validation split; add images (at least 3 per class)")
+        return ClassifyData(folder, splits)
+
+    def make_contract(self, config, data: ClassifyData, h: int, w: int, mean, std) -> Contract:
+        return Contract(
+            task="classify", input_height=h, input_width=w, channels=3, color_order=config.color_order,
+            mean=tuple(mean), std=tuple(std), resize="area", labels=data.folder.classes, head="softmax",
+            arch=config.arch,
+        )
+
+    def dataset(self, data: ClassifyData, split: str, contract: Contract, config, training: bool):
+        from edgecnn.train.pipeline_data import classification_augment, make_dataset
+
+        samples = data.splits[split]
+        labels = np.array([s.label for s in samples], np.int32)
+        return make_dataset(
+            [s.path for s in samples], labels, contract, config.batch, shuffle=training, seed=config.seed,
+            augment=classification_augment(config.seed) if (training and config.augment) else None,
+        )
+
+    def model_kwargs(self, config) -> dict[str, Any]:
+        return {}
+
+    def compile(self, model, config) -> None:
+        import keras
+
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.lr),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+
+    def evaluate(self, model, data: ClassifyData, contract: Contract, config) -> dict[str, Any]:
+        """Held-out test metrics: accuracy, top-5, per-class accuracy and the confusion matrix."""
+        ds = self.dataset(data, "test", contract, config, training=False)
+        probs = model.predict(ds, verbose=0)
+        labels = np.array([s.label for s in data.splits["test"]])
+        return classification_metrics(probs, labels, contract.labels)
+
+
+def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Metrics from ``probs`` (float N x C) and ``labels`` (int N): top-1/top-5 accuracy, per class, confusion."""
+    pred = probs.argmax(1)
+    k = min(5, probs.shape[1])
+    top5 = np.argsort(-probs, 1)[:, :k]
+    n = len(classes)
+    confusion = np.zeros((n, n), int)
+    np.add.at(confusion, (labels, pred), 1)
+    per_class = {c: float(confusion[i, i] / max(confusion[i].sum(), 1)) for i, c in enumerate(classes)}
+    return {
+        "test_accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
+        "test_top5_accuracy": float((top5 == labels[:, None]).any(1).mean()) if len(labels) else float("nan"),
+        "test_count": int(len(labels)),
+        "per_class_accuracy": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def get_task(name: str):
+    """The task object for ``name``."""
+    if name == "classify":
+        return ClassifyTask()
+    if name == "steer":
+        from edgecnn.train.steer_task import SteerTask
+
+        return SteerTask()
+    raise EdgecnnError(f"unknown task {name!r}; choose classify or steer")

@@ -1,0 +1,203 @@
+"""``edgecnn train``: fit a registered architecture on a data set and write a run folder (host side).
+
+Resumable: Keras ``BackupAndRestore`` keeps the state of an unfinished run in ``OUT/.backup``; re-running the
+same command continues from the last finished epoch. The best model (lowest validation loss) is written
+atomically, a non-finite loss stops training with a clear error and nothing non-finite is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.atomic import write_json
+from edgecnn.contract import Contract, normalisation_for_range
+from edgecnn.errors import EdgecnnError, OutputError
+from edgecnn.train import run as runfmt
+
+
+class TrainingError(EdgecnnError):
+    """Training could not produce a usable model (non-finite loss, mismatched resume, ...)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of one training run (all of ``edgecnn train``'s options).
+
+    Attributes:
+        data: data set folder. out: run folder. arch: registry name. task: ``classify`` or ``steer``.
+        img_size: model input (width, height) in pixels. epochs, batch, seed, lr: as usual.
+        patience: early-stopping patience in epochs (on validation loss). val, test: split shares.
+        augment: photometric (classification) or steering-aware (steering) augmentation.
+        input_range: pixel normalisation, ``"0,1"`` or ``"-1,1"``. color_order: ``RGB`` or ``BGR``.
+        head, components, throttle: steering head options.
+    """
+
+    data: str
+    out: str
+    arch: str = "compact"
+    task: str = "classify"
+    img_size: tuple[int, int] = (64, 64)
+    epochs: int = 30
+    batch: int = 32
+    seed: int = 0
+    lr: float = 1e-3
+    patience: int = 5
+    val: float = 0.1
+    test: float = 0.1
+    augment: bool = True
+    input_range: str = "0,1"
+    color_order: str = "RGB"
+    head: str = "regression"
+    components: int = 3
+    throttle: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["img_size"] = list(self.img_size)
+        d["data"] = str(Path(self.data).resolve())
+        d["out"] = str(Path(self.out).resolve())
+        return d
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced: the run folder, the test metrics and how the run went."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    epochs_run: int
+    resumed_from: int = 0
+    already_done: bool = False
+    data_summary: str = ""
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Options that do not change the trained model and may differ when a run is resumed.
+_RESUME_FREE = {"epochs", "patience", "out"}
+
+
+def _check_resume(out: Path, config: TrainConfig) -> dict | None:
+    path = out / runfmt.CONFIG_FILE
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text(encoding="utf-8"))
+    new = config.to_dict()
+    diff = sorted(k for k in new if k not in _RESUME_FREE and old.get(k) != new[k])
+    if diff:
+        raise TrainingError(
+            f"{out} holds a run with different options ({', '.join(diff)}); use another --out or pass --overwrite"
+        )
+    return old
+
+
+def train(config: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = print, verbose: int | str = "auto") -> TrainResult:
+    """Train ``config.arch`` on ``config.data`` and write the run folder ``config.out``.
+
+    Re-running the same configuration resumes an interrupted run or, when the run is complete, returns its
+    metrics without training again.
+    """
+    from edgecnn.train import tasks
+
+    started = time.monotonic()
+    out = Path(config.out)
+    task = tasks.get_task(config.task)
+    from edgecnn.models.registry import get_spec
+
+    spec = get_spec(config.arch)  # fails fast on a wrong --arch, before touching data
+    if config.task not in spec.tasks:
+        raise TrainingError(f"architecture {config.arch!r} is for {', '.join(spec.tasks)}, not {config.task}")
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from exc
+    _check_resume(out, config)
+    if (out / runfmt.MODEL_FILE).is_file() and (out / runfmt.METRICS_FILE).is_file() and not (out / ".backup").exists():
+        metrics = json.loads((out / runfmt.METRICS_FILE).read_text())
+        return TrainResult(out, metrics, 0, already_done=True)
+
+    data = task.load_data(config)
+    log(data.summary)
+    w, h = config.img_size
+    mean, std = normalisation_for_range(config.input_range)
+    contract = task.make_contract(config, data, h, w, mean, std)
+    write_json(out / runfmt.SPLIT_FILE, {"task": config.task, "data": str(Path(config.data).resolve()), "splits": data.split_rows()})
+    write_json(out / runfmt.CONFIG_FILE, config.to_dict())
+    contract.save(out / runfmt.CONTRACT_FILE)
+
+    from edgecnn.tfimport import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    from edgecnn.models.registry import create_model
+    from edgecnn.train.callbacks import AtomicBestCheckpoint, HistoryWriter, StopOnNonFinite
+
+    keras.utils.set_random_seed(config.seed)
+    train_ds = task.dataset(data, "train", contract, config, training=True)
+    val_ds = task.dataset(data, "val", contract, config, training=False)
+    model = create_model(config.arch, (h, w, contract.channels), contract.num_outputs, **task.model_kwargs(config))
+    task.compile(model, config)
+
+    backup = out / ".backup"
+    history_path = out / runfmt.HISTORY_FILE
+    resumed_from = _last_epoch(history_path) if backup.exists() else 0
+    if resumed_from:
+        log(f"resuming {out} after epoch {resumed_from}")
+    stopper = StopOnNonFinite()
+    callbacks = [
+        stopper,
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        AtomicBestCheckpoint(out / "best.keras", out / ".best.json"),
+        HistoryWriter(history_path),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2), verbose=0),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+    ]
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if stopper.bad_epoch is not None:
+        shutil.rmtree(backup, ignore_errors=True)  # never resume from non-finite weights
+        raise TrainingError(
+            f"loss became NaN/inf in epoch {stopper.bad_epoch}; training stopped and no non-finite weights were "
+            f"saved; lower --lr (now {config.lr}) or check the data"
+        )
+    best_path = out / "best.keras"
+    if not best_path.is_file():
+        raise TrainingError("no epoch produced a finite validation loss; nothing was saved")
+    best = keras.saving.load_model(best_path, safe_mode=True)
+    metrics = task.evaluate(best, data, contract, config)
+    metrics["params"] = int(best.count_params())
+    metrics["epochs"] = _last_epoch(history_path)
+    metrics["best_epoch"] = json.loads((out / ".best.json").read_text())["epoch"]
+    os.replace(best_path, out / runfmt.MODEL_FILE)
+    write_json(out / runfmt.METRICS_FILE, metrics)
+    (out / ".best.json").unlink(missing_ok=True)
+    shutil.rmtree(backup, ignore_errors=True)
+    return TrainResult(
+        out, metrics, metrics["epochs"] - resumed_from, resumed_from, data_summary=data.summary,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _last_epoch(history_path: Path) -> int:
+    if not history_path.is_file():
+        return 0
+    rows = json.loads(history_path.read_text()).get("epochs", [])
+    return max((r["epoch"] for r in rows), default=0)
