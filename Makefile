@@ -1,24 +1,30 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
+#   .venv         the workstation environment: edgecnn[train,dev] (TensorFlow, LiteRT, OpenCV, pytest)
+#   .venv-device  what a Raspberry Pi installs: edgecnn[device] only, no TensorFlow; the tests prove the device
+#                 commands run there.
 PYTHON ?= python3
 VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+DEVICE_VENV := .venv-device
 
 .PHONY: demo test clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[train,dev]"
+	touch $@
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
-	touch $(STAMP)
+$(DEVICE_VENV)/.installed: pyproject.toml
+	test -x $(DEVICE_VENV)/bin/python || $(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEVICE_VENV)/bin/python -m pip install --quiet -e ".[device]"
+	touch $@
 
-demo: $(STAMP)
-	$(BIN)/python -m edgecnn.demo
+demo: $(VENV)/.installed
+	$(VENV)/bin/python -m edgecnn.demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(VENV)/.installed $(DEVICE_VENV)/.installed
+	EDGECNN_DEVICE_PYTHON=$(CURDIR)/$(DEVICE_VENV)/bin/python $(VENV)/bin/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(DEVICE_VENV) runs .pytest_cache

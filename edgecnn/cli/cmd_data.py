@@ -29,3 +29,8 @@ def shapes(out: str, size: int, per_class: int, seed: int, overwrite: bool) -> N
 
         path = gen.generate(out, size=size, per_class=per_class, seed=seed, overwrite=overwrite, progress=progress)
     click.echo(f"wrote {per_class * len(gen.CLASSES)} images ({len(gen.CLASSES)} classes, {size}x{size}) to {path}")
+
+
+from edgecnn.cli.data_roads import roads  # noqa: E402  (a command module of its own, registered here)
+
+cli.add_command(roads)

@@ -14,6 +14,7 @@ import numpy as np
 from edgecnn.contract import Contract
 from edgecnn.data import imagefolder
 from edgecnn.errors import EdgecnnError
+from edgecnn.metrics import classification_metrics
 
 
 @dataclass(frozen=True)
@@ -79,24 +80,6 @@ class ClassifyTask:
         probs = model.predict(ds, verbose=0)
         labels = np.array([s.label for s in data.splits["test"]])
         return classification_metrics(probs, labels, contract.labels)
-
-
-def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
-    """Metrics from ``probs`` (float N x C) and ``labels`` (int N): top-1/top-5 accuracy, per class, confusion."""
-    pred = probs.argmax(1)
-    k = min(5, probs.shape[1])
-    top5 = np.argsort(-probs, 1)[:, :k]
-    n = len(classes)
-    confusion = np.zeros((n, n), int)
-    np.add.at(confusion, (labels, pred), 1)
-    per_class = {c: float(confusion[i, i] / max(confusion[i].sum(), 1)) for i, c in enumerate(classes)}
-    return {
-        "test_accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
-        "test_top5_accuracy": float((top5 == labels[:, None]).any(1).mean()) if len(labels) else float("nan"),
-        "test_count": int(len(labels)),
-        "per_class_accuracy": per_class,
-        "confusion": confusion.tolist(),
-    }
 
 
 def get_task(name: str):

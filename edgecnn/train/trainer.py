@@ -181,7 +181,7 @@ def train(config: TrainConfig, overwrite: bool = False, log: Callable[[str], Non
     best_path = out / "best.keras"
     if not best_path.is_file():
         raise TrainingError("no epoch produced a finite validation loss; nothing was saved")
-    best = keras.saving.load_model(best_path, safe_mode=True)
+    best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     metrics = task.evaluate(best, data, contract, config)
     metrics["params"] = int(best.count_params())
     metrics["epochs"] = _last_epoch(history_path)

@@ -1,0 +1,127 @@
+"""Input and output adapters: the maths between float model inputs/outputs and any tensor type.
+
+Pure numpy (no interpreter needed) so each function is testable with a plain array; the two thin helpers at the
+end read/write an interpreter's tensors with them. Handles float32, float16, int8, uint8, int16 tensors:
+quantized tensors use their *own* scale and zero point (``real = scale * (q - zero_point)``), so third-party
+models work, not only ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import ModelError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output.
+
+    Attributes:
+        name: tensor name in the model.
+        index: tensor index in the interpreter.
+        shape: static shape (batch first), e.g. ``(1, 64, 64, 3)``.
+        dtype: numpy dtype name: ``"float32"``, ``"int8"``, ``"uint8"``, ...
+        scale: quantization scale (real units per step); 0.0 when the tensor is not quantized.
+        zero_point: quantized value that represents real 0.
+    """
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        """True for an integer tensor with a scale (the real value is ``scale * (q - zero_point)``)."""
+        return self.scale > 0 and np.issubdtype(np.dtype(self.dtype), np.integer)
+
+    @classmethod
+    def from_details(cls, d: dict[str, Any]) -> TensorSpec:
+        """Build from one entry of ``interpreter.get_input_details()`` / ``get_output_details()``."""
+        scale, zero = d.get("quantization", (0.0, 0)) or (0.0, 0)
+        qp = d.get("quantization_parameters") or {}
+        scales = np.asarray(qp.get("scales", []))
+        if scales.size > 1:
+            # Per-channel quantization is for weights; an I/O tensor with it cannot be fed with one scale.
+            raise ModelError(f"tensor {d.get('name')!r} is quantized per channel; edgecnn needs per-tensor I/O")
+        return cls(
+            name=str(d.get("name", "")),
+            index=int(d["index"]),
+            shape=tuple(int(v) for v in d["shape"]),
+            dtype=np.dtype(d["dtype"]).name,
+            scale=float(scale),
+            zero_point=int(zero),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "index": self.index, "shape": list(self.shape), "dtype": self.dtype,
+                "scale": self.scale, "zero_point": self.zero_point}
+
+
+def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Real-valued ``x`` (float32, any shape) -> the tensor's dtype.
+
+    Quantized tensors: ``q = round(x / scale) + zero_point``, clipped to the dtype's range (values outside
+    the calibrated range saturate, as the integer kernels would). Float tensors: a cast. Integer tensors
+    without a scale take ``x`` as already-integer values (rounded and clipped).
+    """
+    dtype = np.dtype(spec.dtype)
+    x = np.asarray(x, dtype=np.float32)
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.round(x / np.float32(spec.scale)) + spec.zero_point if spec.quantized else np.round(x)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Tensor values (any dtype) -> real values, ``float32`` of the same shape.
+
+    The zero point is subtracted in int32: in the tensor's own dtype ``uint8 3 - 128`` would wrap around.
+    """
+    q = np.asarray(q)
+    if spec.quantized:
+        return ((q.astype(np.int32) - spec.zero_point).astype(np.float32) * np.float32(spec.scale)).astype(np.float32)
+    return q.astype(np.float32)
+
+
+def top_k(scores: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The ``k`` largest entries of a 1-D score vector as ``[(index, score), ...]``, best first.
+
+    Ties keep the lower index first (a stable order, so outputs are reproducible).
+    """
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    k = max(0, min(int(k), scores.size))
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [(int(i), float(scores[i])) for i in order]
+
+
+def input_specs(interpreter: Any) -> list[TensorSpec]:
+    """Specs of an interpreter's inputs, in input order."""
+    return [TensorSpec.from_details(d) for d in interpreter.get_input_details()]
+
+
+def output_specs(interpreter: Any) -> list[TensorSpec]:
+    """Specs of an interpreter's outputs, in output order."""
+    return [TensorSpec.from_details(d) for d in interpreter.get_output_details()]
+
+
+def set_input(interpreter: Any, spec: TensorSpec, x: np.ndarray) -> None:
+    """Quantize real-valued ``x`` (float32, the input shape without or with its batch axis) and set it."""
+    value = quantize(x, spec)
+    if value.shape != spec.shape:
+        if int(np.prod(spec.shape)) != value.size:
+            raise ModelError(f"input {spec.name!r} expects shape {spec.shape}, got {value.shape}")
+        value = value.reshape(spec.shape)
+    interpreter.set_tensor(spec.index, value)
+
+
+def get_output(interpreter: Any, spec: TensorSpec) -> np.ndarray:
+    """An output tensor dequantized to real values: ``float32``, flattened to 1-D."""
+    return dequantize(interpreter.get_tensor(spec.index), spec).reshape(-1)

@@ -1,0 +1,253 @@
+"""``edgecnn inspect``: what is inside a .tflite file, read from the flatbuffer itself (no TensorFlow).
+
+Inputs and outputs (name, shape, dtype, scale, zero point), operator counts, size, parameters,
+multiply-accumulates, the quantization kind (float, fp16, dynamic, int8, uint8, 16x8), our contract if present,
+Edge TPU custom ops if present, and whether this machine's runtime can load it. The parsing and the trial load
+run in :mod:`edgecnn.runtime.sandbox`, so a hostile or broken file cannot take the caller down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import ModelError
+
+# Ops whose second input is a weight tensor; their weight dtype tells the quantization scheme.
+_WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL"}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Facts about one .tflite file.
+
+    Attributes:
+        path: the file.
+        size_bytes: file size in bytes.
+        inputs, outputs: one dict per tensor: ``name``, ``shape`` (batch first), ``dtype``, ``scale``,
+            ``zero_point`` (scale 0 = not quantized).
+        ops: operator name -> count, over all subgraphs (custom ops by their custom name).
+        parameters: elements in constant tensors (weights, biases).
+        macs: multiply-accumulates for one inference (conv, depthwise, fully connected, transpose conv).
+        quantization: ``"float"``, ``"fp16"``, ``"dynamic"`` (int8 weights, float activations), ``"int8"``,
+            ``"uint8"`` (legacy full-integer) or ``"16x8"`` (int16 activations, int8 weights).
+        io_dtype: dtypes of the inputs/outputs, e.g. ``"int8/int8"`` (the file name may lie; this does not).
+        contract: the embedded edgecnn contract as a dict, or None (third-party model).
+        edgetpu_ops: names of Edge TPU custom ops (non-empty: compiled for Coral).
+        custom_ops: all custom op names.
+        subgraphs: number of subgraphs.
+        runtime: runtime used for the trial load (name and version).
+        loads: True when this runtime loaded and allocated the model.
+        load_error: why it did not load (empty when it did).
+    """
+
+    path: str
+    size_bytes: int
+    inputs: tuple[dict[str, Any], ...]
+    outputs: tuple[dict[str, Any], ...]
+    ops: dict[str, int]
+    parameters: int
+    macs: int
+    quantization: str
+    io_dtype: str
+    contract: dict[str, Any] | None
+    edgetpu_ops: tuple[str, ...] = ()
+    custom_ops: tuple[str, ...] = ()
+    subgraphs: int = 1
+    runtime: str = ""
+    loads: bool = False
+    load_error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("inputs", "outputs", "edgetpu_ops", "custom_ops"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+        d = dict(d)
+        for k in ("inputs", "outputs", "edgetpu_ops", "custom_ops"):
+            d[k] = tuple(d.get(k, ()))
+        return cls(**d)
+
+    def format(self) -> str:
+        """A human-readable report."""
+        lines = [f"{self.path}  ({self.size_bytes / 1024:.1f} KiB)"]
+        lines.append(f"  quantization: {self.quantization} (I/O {self.io_dtype})")
+        lines.append(f"  parameters: {self.parameters:,}   MACs: {self.macs:,}   subgraphs: {self.subgraphs}")
+        for title, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
+            lines.append(f"  {title}:")
+            for t in specs:
+                q = f"  scale {t['scale']:.6g} zero point {t['zero_point']}" if t["scale"] else ""
+                lines.append(f"    {t['name']}  {t['shape']}  {t['dtype']}{q}")
+        lines.append("  ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
+        if self.edgetpu_ops:
+            lines.append(f"  Edge TPU: compiled for Coral ({', '.join(self.edgetpu_ops)}); run with --delegate edgetpu")
+        other = [c for c in self.custom_ops if c not in self.edgetpu_ops]
+        if other:
+            lines.append(f"  custom ops: {', '.join(other)}")
+        if self.contract:
+            c = self.contract
+            labels = c.get("labels") or []
+            shown = ", ".join(labels[:8]) + (f", ... ({len(labels)})" if len(labels) > 8 else "")
+            lines.append(f"  contract: {c.get('task')} {c.get('input_height')}x{c.get('input_width')}x"
+                         f"{c.get('channels')} {c.get('color_order')} mean {c.get('mean')} std {c.get('std')}"
+                         f" resize {c.get('resize')} head {c.get('head')}" + (f" labels: {shown}" if labels else ""))
+        else:
+            lines.append("  contract: none (third-party model: give classify --labels, and --input-range unless the input is uint8)")
+        lines.append(f"  loads with {self.runtime}: " + ("yes" if self.loads else f"no ({self.load_error})"))
+        return "\n".join(lines)
+
+
+def _names(enum_cls: type) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _shape(t: Any) -> list[int]:
+    shape = [int(v) for v in (t.shape if t.shape is not None else [])]
+    sig = t.shapeSignature
+    if sig is not None and len(sig) == len(shape):
+        shape = [int(s) if int(s) >= 0 else v for s, v in zip(sig, shape)]  # dynamic dims keep their size
+    return shape
+
+
+def _prod(shape: list[int]) -> int:
+    n = 1
+    for v in shape:
+        n *= max(int(v), 1)
+    return n
+
+
+def _tensor_info(t: Any, dtypes: dict[int, str]) -> dict[str, Any]:
+    q = t.quantization
+    scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else 0.0
+    zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
+    name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "")
+    return {"name": name, "shape": _shape(t), "dtype": dtypes.get(t.type, str(t.type)).lower(),
+            "scale": scale, "zero_point": zero}
+
+
+def analyse(data: bytes, path: str = "model") -> dict[str, Any]:
+    """Parse .tflite bytes into the static fields of a :class:`ModelCard` (as a dict). Pure Python."""
+    from edgecnn.runtime.metadata import _check_identifier, _schema, read_contract
+
+    _check_identifier(data)
+    schema = _schema()
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as exc:  # a damaged flatbuffer raises anything from IndexError to struct.error
+        raise ModelError(f"{path}: the model's flatbuffer is damaged ({type(exc).__name__}); re-export it") from exc
+    ops_enum, dtypes = _names(schema.BuiltinOperator), _names(schema.TensorType)
+    opnames = []
+    for oc in model.operatorCodes or []:
+        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+        if code == schema.BuiltinOperator.CUSTOM:
+            cc = oc.customCode
+            opnames.append(cc.decode("utf-8", "replace") if isinstance(cc, bytes) else str(cc or "custom"))
+        else:
+            opnames.append(ops_enum.get(code, f"op{code}"))
+    custom = sorted({n for oc, n in zip(model.operatorCodes or [], opnames)
+                     if max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) == schema.BuiltinOperator.CUSTOM})
+    buffers = model.buffers or []
+
+    def is_const(t: Any) -> bool:
+        b = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
+        return b is not None and ((b.data is not None and len(b.data) > 0) or (b.offset or 0) > 1)
+
+    counts: Counter[str] = Counter()
+    params = macs = 0
+    weight_types: set[str] = set()
+    act_types: set[str] = set()
+    saw_f16_dequant = False
+    subgraphs = model.subgraphs or []
+    for sg in subgraphs:
+        tensors = sg.tensors or []
+        for t in tensors:
+            if is_const(t):
+                params += _prod(_shape(t))
+        for op in sg.operators or []:
+            if not (0 <= op.opcodeIndex < len(opnames)):
+                raise ModelError(f"{path}: an operator refers to op code {op.opcodeIndex}, which does not exist")
+            name = opnames[op.opcodeIndex]
+            counts[name] += 1
+            ins = [tensors[i] if 0 <= i < len(tensors) else None for i in (op.inputs if op.inputs is not None else [])]
+            outs = [tensors[i] if 0 <= i < len(tensors) else None for i in (op.outputs if op.outputs is not None else [])]
+            if name == "DEQUANTIZE" and ins and ins[0] is not None and dtypes.get(ins[0].type) == "FLOAT16":
+                saw_f16_dequant = True
+            if name in _WEIGHTED and len(ins) >= 2 and ins[0] is not None and ins[1] is not None and outs and outs[0]:
+                act_types.add(dtypes.get(ins[0].type, "?"))
+                if is_const(ins[1]):
+                    weight_types.add(dtypes.get(ins[1].type, "?"))
+                w, out = _shape(ins[1]), _shape(outs[0])
+                if name == "CONV_2D" and len(w) == 4:
+                    macs += _prod(out) * w[1] * w[2] * w[3]
+                elif name == "DEPTHWISE_CONV_2D" and len(w) == 4:
+                    macs += _prod(out) * w[1] * w[2]
+                elif name == "FULLY_CONNECTED" and len(w) == 2:
+                    macs += _prod(out) * w[1]
+                elif name == "TRANSPOSE_CONV" and len(w) == 4 and len(ins) >= 3 and ins[2] is not None:
+                    macs += _prod(_shape(ins[2])) * w[0] * w[1] * w[2]
+    sg0 = subgraphs[0] if subgraphs else None
+    tensors0 = (sg0.tensors or []) if sg0 else []
+    inputs = [_tensor_info(tensors0[i], dtypes) for i in (sg0.inputs if sg0 is not None and sg0.inputs is not None else [])
+              if 0 <= i < len(tensors0)]
+    outputs = [_tensor_info(tensors0[i], dtypes) for i in (sg0.outputs if sg0 is not None and sg0.outputs is not None else [])
+               if 0 <= i < len(tensors0)]
+    if "INT16" in act_types and weight_types & {"INT8"}:
+        kind = "16x8"
+    elif "INT8" in act_types:
+        kind = "int8"
+    elif "UINT8" in act_types:
+        kind = "uint8"
+    elif "FLOAT16" in weight_types or saw_f16_dequant:
+        kind = "fp16"
+    elif weight_types & {"INT8", "UINT8", "INT4"} or (counts.get("DEQUANTIZE") and not weight_types - {"FLOAT32"}
+                                                        and any(dtypes.get(t.type) == "INT8" and is_const(t)
+                                                                for sg in subgraphs for t in (sg.tensors or []))):
+        kind = "dynamic"
+    else:
+        kind = "float"
+    contract = read_contract(data)
+    io = "/".join(sorted({t["dtype"] for t in inputs})) + " -> " + "/".join(sorted({t["dtype"] for t in outputs}))
+    return {
+        "path": path, "size_bytes": len(data), "inputs": inputs, "outputs": outputs, "ops": dict(counts),
+        "parameters": params, "macs": macs, "quantization": kind, "io_dtype": io,
+        "contract": contract.to_dict() if contract else None,
+        "edgetpu_ops": [c for c in custom if c.lower().startswith("edgetpu")], "custom_ops": custom,
+        "subgraphs": len(subgraphs),
+    }
+
+
+def inspect_file(path: str) -> dict[str, Any]:
+    """Child-side: analyse the file and try loading it with this machine's runtime; a ModelCard dict."""
+    from edgecnn.runtime.interpreter import load_runtime, make_interpreter, read_model_bytes
+    from edgecnn.runtime.sandbox import stage
+
+    data = read_model_bytes(path)
+    stage("parsing the flatbuffer")
+    card = analyse(data, path)
+    rt = load_runtime()
+    card["runtime"] = f"{rt.name} {rt.version}"
+    stage("loading the model into the interpreter")
+    try:
+        make_interpreter(data, threads=1)
+        card["loads"], card["load_error"] = True, ""
+    except ModelError as exc:
+        card["loads"], card["load_error"] = False, str(exc)
+    return card
+
+
+def inspect_model(path: str | os.PathLike, memory_mb: int = 2048, timeout_s: float = 120.0) -> ModelCard:
+    """Inspect ``path`` in a sandboxed child (see :mod:`edgecnn.runtime.sandbox`); ModelError when it fails."""
+    from edgecnn.runtime.interpreter import read_model_bytes
+    from edgecnn.runtime.sandbox import Limits, run_sandboxed
+
+    read_model_bytes(path)  # missing/empty/not-a-model: a clear error without starting a child
+    d = run_sandboxed("edgecnn.runtime.inspect:inspect_file", [str(Path(path))], str(path),
+                      Limits(memory_mb=memory_mb, cpu_s=int(timeout_s) + 1, wall_s=timeout_s))
+    return ModelCard.from_dict(d)

@@ -1,0 +1,191 @@
+"""A loaded model that turns a camera frame into its real-valued output vector.
+
+:class:`Predictor` is the device-side unit that ``classify``, ``steer`` and ``simulate`` share: preprocessing
+from the model's contract (the one implementation in :mod:`edgecnn.preprocess`), quantization of the input with
+the tensor's own scale and zero point, invoke, and dequantization of the output. Each call records how long
+each stage took.
+
+Example::
+
+    p = Predictor("model_int8.tflite", threads=1)
+    scores = p.predict(frame)            # frame: uint8 HxWx3 BGR -> float32 (num_outputs,)
+    p.contract.labels[int(scores.argmax())], p.last_timings.invoke_ms
+
+For a third-party model without an edgecnn contract, build one with :func:`contract_for_model` from what the
+user says (labels file, normalisation, colour order).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.contract import Contract, normalisation_for_range
+from edgecnn.errors import ModelError
+from edgecnn.runtime.adapters import TensorSpec, get_output, input_specs, output_specs, set_input
+from edgecnn.runtime.interpreter import make_interpreter, read_model_bytes
+from edgecnn.runtime.metadata import read_contract
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Milliseconds spent in each stage of one :meth:`Predictor.predict` call."""
+
+    preprocess_ms: float
+    invoke_ms: float
+    postprocess_ms: float
+
+
+@dataclass(frozen=True)
+class ContractOptions:
+    """What the user says about a model that has no edgecnn contract (or to override parts of one).
+
+    Attributes:
+        labels: path to a labels file (Coral ``index label`` lines or one label per line), or None.
+        mean, std: per-channel normalisation ``x = (pixel - mean) / std`` (pixel in 0..255), or None.
+        input_range: ``"0,255"``, ``"0,1"`` or ``"-1,1"`` (shorthand for mean/std), or None.
+        color_order: ``"RGB"`` or ``"BGR"``, or None.
+    """
+
+    labels: str | os.PathLike | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    input_range: str | None = None
+    color_order: str | None = None
+
+
+def _labels_tuple(path: str | os.PathLike, num_outputs: int) -> tuple[str, ...]:
+    from edgecnn.labels import read_labels
+
+    mapping = read_labels(path)
+    if max(mapping) >= num_outputs:
+        raise ModelError(
+            f"labels file {path} has index {max(mapping)} but the model has only {num_outputs} outputs; "
+            "is it the right labels file?"
+        )
+    return tuple(mapping.get(i, str(i)) for i in range(num_outputs))
+
+
+def contract_for_model(
+    model: bytes, input_spec: TensorSpec, num_outputs: int, options: ContractOptions | None = None
+) -> Contract:
+    """The contract to run ``model`` with: its embedded one, or one built from ``options``, options winning.
+
+    Without a contract and without normalisation options, a uint8-quantized input is fed the raw pixel
+    (mean = zero point, std = 1 / scale, the Coral convention: the quantized input equals the 0..255 pixel); a
+    float or int8 input needs ``--input-range`` or ``--mean/--std`` (ModelError says so). Labels default to
+    the output indexes as strings.
+    """
+    options = options or ContractOptions()
+    embedded = read_contract(model)
+    if len(input_spec.shape) != 4:
+        raise ModelError(f"expected an image input of shape (1, h, w, c), the model's is {input_spec.shape}")
+    _, h, w, c = input_spec.shape
+    if c not in (1, 3):
+        raise ModelError(f"expected an input with 1 or 3 channels, the model's is {input_spec.shape}")
+    changes: dict[str, Any] = {}
+    if options.input_range is not None:
+        changes["mean"], changes["std"] = normalisation_for_range(options.input_range, c)
+    if options.mean is not None or options.std is not None:
+        if options.mean is None or options.std is None:
+            raise ModelError("--mean and --std go together; give both (or use --input-range)")
+        changes["mean"] = tuple(options.mean) * (c if len(options.mean) == 1 else 1)
+        changes["std"] = tuple(options.std) * (c if len(options.std) == 1 else 1)
+    if options.color_order is not None:
+        changes["color_order"] = options.color_order
+    if options.labels is not None:
+        changes["labels"] = _labels_tuple(options.labels, num_outputs)
+    if embedded is not None:
+        return embedded.replace(**changes) if changes else embedded
+    if "mean" not in changes:
+        if input_spec.dtype == "uint8" and input_spec.quantized:
+            changes["mean"] = (float(input_spec.zero_point),) * c
+            changes["std"] = (1.0 / input_spec.scale,) * c
+        else:
+            raise ModelError(
+                "the model has no edgecnn contract, so say how it wants its pixels: "
+                "--input-range 0,1 (or -1,1 or 0,255), or --mean M --std S"
+            )
+    changes.setdefault("labels", tuple(str(i) for i in range(num_outputs)))
+    changes.setdefault("color_order", "RGB")
+    return Contract(task="classify", input_height=h, input_width=w, channels=c, **changes)
+
+
+class Predictor:
+    """A model ready to run on frames.
+
+    Args:
+        model: path to a .tflite file or its bytes.
+        threads: CPU threads (None: runtime default).
+        delegate: ``"xnnpack"`` (default), ``"none"`` or ``"edgetpu"`` (see :func:`make_interpreter`).
+        contract: how to feed the model; None reads the one embedded in the model, or builds one from
+            ``options`` for a third-party model (see :func:`contract_for_model`).
+        options: user overrides for the contract (labels, normalisation, colour order).
+
+    Attributes:
+        contract: the :class:`~edgecnn.contract.Contract` in use.
+        input: :class:`TensorSpec` of the (single) image input.
+        output: :class:`TensorSpec` of the first output (the one :meth:`predict` returns).
+        outputs: specs of all outputs.
+        last_timings: :class:`StageTimes` of the last :meth:`predict` call (None before the first).
+
+    Raises ModelError for a missing, broken or unsupported model, or one whose input is not an image.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | bytes,
+        threads: int | None = None,
+        delegate: str | None = None,
+        contract: Contract | None = None,
+        options: ContractOptions | None = None,
+    ) -> None:
+        data = read_model_bytes(model)
+        self.name = "model" if isinstance(model, (bytes, bytearray)) else Path(model).name
+        self.interpreter = make_interpreter(data, threads=threads, delegate=delegate)
+        inputs = input_specs(self.interpreter)
+        if len(inputs) != 1:
+            raise ModelError(f"expected a model with one image input, this one has {len(inputs)} inputs")
+        self.input = inputs[0]
+        self.outputs = output_specs(self.interpreter)
+        self.output = self.outputs[0]
+        n_out = int(np.prod(self.output.shape[1:])) if len(self.output.shape) > 1 else int(np.prod(self.output.shape))
+        self.contract = contract or contract_for_model(data, self.input, n_out, options)
+        expected = (1, self.contract.input_height, self.contract.input_width, self.contract.channels)
+        if self.input.shape != expected:
+            raise ModelError(f"the model's input is {self.input.shape} but its contract says {expected}")
+        self.last_timings: StageTimes | None = None
+
+    def prepare(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Frame (``uint8 HxWx3 BGR``, any size) -> model input ``float32 h x w x c`` (real values)."""
+        from edgecnn.preprocess import prepare
+
+        return prepare(frame_bgr, self.contract)
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """Run on a prepared input (``float32 h x w x c``); returns the first output, ``float32`` 1-D, real values."""
+        set_input(self.interpreter, self.input, x[None])
+        self.interpreter.invoke()
+        return get_output(self.interpreter, self.output)
+
+    def predict(self, frame_bgr: np.ndarray) -> np.ndarray:
+        """Frame (``uint8 HxWx3 BGR``) -> dequantized first output, ``float32`` of shape ``(num_outputs,)``.
+
+        For a softmax classifier the values are probabilities in [0, 1]; for a regression head they are in
+        the contract's units (steering in ``steering_range``). Sets :attr:`last_timings`.
+        """
+        t0 = time.perf_counter()
+        x = self.prepare(frame_bgr)
+        set_input(self.interpreter, self.input, x[None])
+        t1 = time.perf_counter()
+        self.interpreter.invoke()
+        t2 = time.perf_counter()
+        y = get_output(self.interpreter, self.output)
+        t3 = time.perf_counter()
+        self.last_timings = StageTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return y

@@ -1,0 +1,518 @@
+"""Frame sources: cameras, streams, video files and images behind one small interface.
+
+:func:`open_source` turns a ``--source`` string into a :class:`Source`:
+
+- ``"0"``, ``"1"``: camera index; ``"/dev/video0"``: a V4L2 device;
+- ``"rtsp://..."``, ``"http(s)://..."``: a network stream;
+- ``"picamera2"``: the Raspberry Pi camera through the picamera2 library (imported only then);
+- a video file (``.mp4``, ``.avi``, ...);
+- an image file, a folder of images, or a glob (``"photos/*.jpg"``).
+
+Frames are read on their own thread, so decoding overlaps inference. Live sources (cameras, streams, and video
+files unless ``every_frame``) keep only the newest frame: the loop always works on the freshest image and a slow
+model drops frames instead of falling behind. Images, and video files with ``every_frame=True``, deliver every
+frame in order. Video files are read until the stream ends (their frame-count property is often wrong).
+
+A camera or stream that disappears or stalls is reconnected with back-off, printing one line each time; after
+``give_up_s`` seconds without a frame the source raises :class:`~edgecnn.errors.SourceError`.
+
+Example::
+
+    with open_source("0") as src:
+        for frame in src:                  # Frame: uint8 HxWx3 BGR + index + capture time
+            ...
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import SourceError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".h264"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame.
+
+    Attributes:
+        image: ``uint8 HxWx3`` BGR (OpenCV's layout).
+        index: position in the source, from 0; gaps mean frames the loop skipped to stay current.
+        timestamp: wall-clock capture time, seconds since the epoch (``time.time()``).
+        monotonic: capture time on ``time.monotonic()``, for staleness checks (seconds).
+        capture_ms: time spent reading and decoding this frame, milliseconds.
+        name: file name for images, else the source's description.
+    """
+
+    image: np.ndarray
+    index: int
+    timestamp: float
+    monotonic: float
+    capture_ms: float
+    name: str
+
+    @property
+    def age_s(self) -> float:
+        """Seconds since capture."""
+        return time.monotonic() - self.monotonic
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Source:
+    """A stream of :class:`Frame` objects; iterate it, or call :meth:`read` until it returns None.
+
+    Attributes:
+        description: what the user asked for, for messages.
+        live: True when frames may be dropped to stay current (cameras, streams, paced video).
+        fps: nominal frame rate when known (video files, some cameras), else None.
+    """
+
+    description: str = "source"
+    live: bool = False
+    fps: float | None = None
+
+    def read(self) -> Frame | None:
+        """The next frame (the newest one for a live source), or None when the source has ended.
+
+        Raises SourceError when the source fails for good (a camera gone for longer than the give-up time).
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop reading and release the device or file; safe to call twice."""
+
+    def __iter__(self) -> Iterator[Frame]:
+        while (frame := self.read()) is not None:
+            yield frame
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_END = object()
+
+
+class _ThreadedSource(Source):
+    """A producer thread feeding either a bounded queue (every frame) or a one-slot "newest frame" box."""
+
+    def __init__(self, description: str, keep_every_frame: bool) -> None:
+        self.description = description
+        self.live = not keep_every_frame
+        self._every = keep_every_frame
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._taken = -1
+        self._ended = False
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._count = 0
+        self._thread = threading.Thread(target=self._run, name=f"source:{description}", daemon=True)
+
+    def _start(self) -> None:
+        self._thread.start()
+
+    def _produce(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _emit(self, image: np.ndarray, capture_ms: float, name: str | None = None) -> bool:
+        """Hand a frame to the consumer; False when the source was closed (stop producing)."""
+        frame = Frame(image, self._count, time.time(), time.monotonic(), capture_ms, name or self.description)
+        self._count += 1
+        if self._every:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(frame, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        with self._cond:
+            self._latest = frame
+            self._cond.notify_all()
+        return not self._stop.is_set()
+
+    def _run(self) -> None:
+        try:
+            self._produce()
+        except BaseException as exc:  # handed to the consumer thread, which raises it
+            self._error = exc if isinstance(exc, SourceError) else SourceError(f"{self.description}: {exc}")
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+        if self._every:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(_END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def _wait_timeout(self) -> float | None:
+        return None
+
+    def read(self) -> Frame | None:
+        if self._every:
+            item = self._queue.get()
+            if item is _END:
+                self._queue.put(_END)  # later reads see the end too
+                if self._error:
+                    raise self._error
+                return None
+            return item
+        with self._cond:
+            while True:
+                if self._latest is not None and self._latest.index > self._taken:
+                    self._taken = self._latest.index
+                    return self._latest
+                if self._error:
+                    raise self._error
+                if self._ended:
+                    return None
+                if not self._cond.wait(timeout=self._wait_timeout()):
+                    self._on_wait_timeout()
+
+    def _on_wait_timeout(self) -> None:
+        """Called (lock held) when no frame arrived within :meth:`_wait_timeout` seconds."""
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+
+class ImageSource(_ThreadedSource):
+    """Image files, every one in order; an unreadable image is reported and skipped."""
+
+    def __init__(self, paths: list[Path], description: str, warn: Callable[[str], None] = _stderr) -> None:
+        if not paths:
+            raise SourceError(f"no images found for {description}")
+        super().__init__(description, keep_every_frame=True)
+        self.paths = paths
+        self._warn = warn
+        self._start()
+
+    def _produce(self) -> None:
+        from edgecnn.errors import DataError
+        from edgecnn.preprocess import load_image
+
+        good = 0
+        for path in self.paths:
+            t0 = time.perf_counter()
+            try:
+                image = load_image(path)
+            except DataError as exc:
+                self._warn(f"skipping {exc}")
+                continue
+            good += 1
+            if not self._emit(image, (time.perf_counter() - t0) * 1e3, path.name):
+                return
+        if not good:
+            raise SourceError(f"none of the {len(self.paths)} image(s) of {self.description} could be decoded")
+
+
+class VideoFileSource(_ThreadedSource):
+    """A video file read until the stream ends.
+
+    With ``every_frame`` every frame is delivered, as fast as the loop takes them; otherwise the file plays at
+    its own frame rate like a camera and the loop takes the newest frame.
+    """
+
+    def __init__(self, path: Path, every_frame: bool = False) -> None:
+        import cv2
+
+        super().__init__(str(path), keep_every_frame=every_frame)
+        if not path.is_file():
+            raise SourceError(f"video file not found: {path}")
+        from edgecnn.runtime.native_stderr import filtered_native_stderr
+
+        # FFmpeg's "[mov,mp4,...] moov atom not found" would precede our own one-line error.
+        with filtered_native_stderr(lambda line: line.startswith("[")):
+            self._cap = cv2.VideoCapture(str(path))
+            ok, first = self._cap.read() if self._cap.isOpened() else (False, None)
+        if not ok or first is None:
+            self._cap.release()
+            raise SourceError(f"cannot decode video {path} (unsupported codec or damaged file)")
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 0 < fps <= 240 else None
+        self._first = first
+        self._start()
+
+    def _produce(self) -> None:
+        period = 0.0 if self._every else 1.0 / (self.fps or 30.0)
+        start = time.monotonic()
+        image, capture_ms, n = self._first, 0.0, 0
+        try:
+            while image is not None:
+                if period:  # play at the file's rate, as a camera would deliver it
+                    delay = start + n * period - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                if not self._emit(image, capture_ms):
+                    return
+                n += 1
+                t0 = time.perf_counter()
+                ok, image = self._cap.read()
+                capture_ms = (time.perf_counter() - t0) * 1e3
+                if not ok:
+                    image = None
+        finally:
+            self._cap.release()
+
+
+def _opencv_opener(target: int | str) -> Callable[[], Any]:
+    def open_() -> Any:
+        import cv2
+
+        cap = cv2.VideoCapture(target)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        return cap
+
+    return open_
+
+
+class _Picamera2Capture:
+    """picamera2 behind the ``read()/release()`` interface."""
+
+    def __init__(self) -> None:
+        try:
+            from picamera2 import Picamera2  # only when asked: it exists on Raspberry Pi OS only
+        except ImportError as exc:
+            raise SourceError(
+                "--source picamera2 needs the picamera2 library (sudo apt install python3-picamera2, and create "
+                "the venv with --system-site-packages)"
+            ) from exc
+        self._cam = Picamera2()
+        # "RGB888" in libcamera's naming is B,G,R byte order in memory: exactly OpenCV's BGR.
+        self._cam.configure(self._cam.create_video_configuration(main={"format": "RGB888", "size": (640, 480)}))
+        self._cam.start()
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        img = self._cam.capture_array()
+        return (img is not None, img)
+
+    def release(self) -> None:
+        try:
+            self._cam.stop()
+            self._cam.close()
+        except Exception:  # the camera may already be gone
+            pass
+
+
+class CameraSource(_ThreadedSource):
+    """A camera or network stream: newest frame only, reconnected with back-off when it fails or stalls.
+
+    Args:
+        opener: returns an opened capture (``read() -> (ok, frame)``, ``release()``) or None when the device
+            cannot be opened; called again on every reconnection.
+        description: for messages, e.g. ``"camera 0"``.
+        give_up_s: seconds without a frame after which :meth:`read` raises SourceError.
+        stall_s: seconds without a new frame after which the camera is considered stalled and reopened.
+        warn: receives one line per reconnection attempt (default: stderr).
+    """
+
+    def __init__(
+        self,
+        opener: Callable[[], Any],
+        description: str,
+        give_up_s: float = 10.0,
+        stall_s: float = 2.0,
+        warn: Callable[[str], None] = _stderr,
+    ) -> None:
+        super().__init__(description, keep_every_frame=False)
+        self.live = True
+        self._opener = opener
+        self.give_up_s = give_up_s
+        self.stall_s = stall_s
+        self._warn = warn
+        self._generation = 0
+        self._last_frame_t = time.monotonic()
+        self._blocked_since: float | None = None  # set while the current reader waits in cap.read()
+        # Fail fast when the camera is not there at all: one clear line, not a minute of retries.
+        cap = opener()
+        if cap is None:
+            raise SourceError(f"cannot open {description}; check that it is connected and not used by another program")
+        self._cap = cap
+        self._start()
+
+    def _run(self) -> None:
+        self._reader(self._generation, self._cap)
+
+    def _reader(self, generation: int, cap: Any) -> None:
+        """One reader thread's life; a reader superseded after a stall leaves quietly."""
+        try:
+            self._read_loop(generation, cap)
+        except BaseException as exc:
+            if generation == self._generation:
+                self._error = exc if isinstance(exc, SourceError) else SourceError(f"{self.description}: {exc}")
+        finally:
+            if generation == self._generation or self._stop.is_set():
+                self._finish()
+
+    def _read_loop(self, generation: int, cap: Any) -> None:
+        backoff = 0.5
+        while not self._stop.is_set() and generation == self._generation:
+            if cap is None:
+                if time.monotonic() - self._last_frame_t > self.give_up_s:
+                    raise SourceError(
+                        f"{self.description}: no frame for {self.give_up_s:.0f} s, giving up "
+                        "(raise --reconnect-timeout to wait longer)"
+                    )
+                cap = self._opener()
+                if cap is None:
+                    self._warn(f"{self.description}: cannot reopen, retrying in {backoff:.1f} s")
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                self._warn(f"{self.description}: reconnected")
+                backoff = 0.5
+            t0 = time.perf_counter()
+            self._blocked_since = time.monotonic()
+            try:
+                ok, image = cap.read()
+            except Exception:  # some backends raise instead of returning False
+                ok, image = False, None
+            if generation == self._generation:
+                self._blocked_since = None
+            if generation != self._generation or self._stop.is_set():
+                break  # a newer reader replaced this one while it was blocked
+            if not ok or image is None or image.size == 0:
+                self._warn(f"{self.description}: lost the stream, reconnecting")
+                self._release(cap)
+                cap = None
+                continue
+            self._last_frame_t = time.monotonic()
+            if image.ndim == 2:
+                import cv2
+
+                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            elif image.shape[2] == 4:
+                image = image[:, :, :3]
+            self._emit(image, (time.perf_counter() - t0) * 1e3)
+        self._release(cap)
+
+    @staticmethod
+    def _release(cap: Any) -> None:
+        if cap is not None:
+            try:
+                cap.release()
+            except Exception:
+                pass
+
+    def _wait_timeout(self) -> float | None:
+        return self.stall_s
+
+    def _on_wait_timeout(self) -> None:
+        # cap.read() can block for seconds when a USB camera is unplugged or a stream stalls: leave that reader
+        # thread behind (it exits when its read returns) and start a fresh one with a fresh capture.
+        silent = time.monotonic() - self._last_frame_t
+        if silent > self.give_up_s:
+            self._error = SourceError(
+                f"{self.description}: no frame for {silent:.0f} s, giving up (raise --reconnect-timeout to wait longer)"
+            )
+            return
+        blocked = self._blocked_since
+        if self._ended or blocked is None or time.monotonic() - blocked < self.stall_s:
+            return  # the reader is not stuck: it is reconnecting on its own (with its own messages)
+        self._warn(f"{self.description}: no frame for {silent:.1f} s, reconnecting")
+        self._blocked_since = None
+        self._generation += 1
+        gen = self._generation
+        threading.Thread(target=self._reader, args=(gen, None), name=f"source:{self.description}", daemon=True).start()
+
+
+def _expand_images(spec: str) -> list[Path] | None:
+    """Image paths for a file, folder or glob; None when ``spec`` is not an image source."""
+    if any(ch in spec for ch in "*?["):
+        return sorted(Path(p) for p in _glob.glob(spec) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+    path = Path(spec)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return [path]
+    return None
+
+
+def open_source(
+    spec: str,
+    every_frame: bool = False,
+    give_up_s: float = 10.0,
+    stall_s: float = 2.0,
+    warn: Callable[[str], None] = _stderr,
+) -> Source:
+    """Open what ``spec`` names (see the module docstring); SourceError with a fix when it cannot.
+
+    Args:
+        spec: camera index, ``/dev/videoN``, URL, ``picamera2``, video file, image file, folder or glob.
+        every_frame: deliver every frame of a video file instead of playing it in real time.
+        give_up_s: cameras/streams: seconds without a frame before giving up.
+        stall_s: cameras/streams: seconds without a new frame before reconnecting.
+        warn: receives one line per reconnection or skipped file.
+    """
+    spec = str(spec).strip()
+    if not spec:
+        raise SourceError("empty --source; give a camera index, /dev/videoN, a URL, a video, images or a folder")
+    camera_kw = {"give_up_s": give_up_s, "stall_s": stall_s, "warn": warn}
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        device = f"/dev/video{spec}" if spec.isdigit() else spec
+        if sys.platform.startswith("linux") and not os.path.exists(device):
+            raise SourceError(f"camera {spec} not found ({device} does not exist); check the cable, `ls /dev/video*`")
+        target: int | str = int(spec) if spec.isdigit() else spec
+        return CameraSource(_opencv_opener(target), f"camera {spec}", **camera_kw)
+    if spec.lower().startswith(STREAM_SCHEMES):
+        return CameraSource(_opencv_opener(spec), f"stream {spec}", **camera_kw)
+    if spec.lower() in ("picamera2", "picam", "picamera"):
+        return CameraSource(lambda: _Picamera2Capture(), "picamera2", **camera_kw)
+    images = _expand_images(spec)
+    if images is not None:
+        for p in images[:1]:
+            if not p.exists():
+                raise SourceError(f"image not found: {p}")
+        return ImageSource(images, spec, warn=warn)
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(
+            f"source not found: {spec} (expected a camera index, /dev/videoN, a URL, a video file, images or a folder)"
+        )
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        warn(f"{spec}: unknown extension {path.suffix!r}, trying it as a video")
+    return VideoFileSource(path, every_frame=every_frame)
+
+
+def open_images(paths: list[str | os.PathLike], warn: Callable[[str], None] = _stderr) -> Source:
+    """A source over image files given one by one (``edgecnn classify --model M a.jpg b.png``)."""
+    expanded: list[Path] = []
+    for p in paths:
+        found = _expand_images(str(p))
+        if found is None:
+            raise SourceError(f"not an image file: {p} (use --source for videos and cameras)")
+        if len(found) == 1 and not found[0].exists():
+            raise SourceError(f"image not found: {p}")
+        expanded.extend(found)
+    return ImageSource(expanded, " ".join(str(p) for p in paths) if len(paths) < 4 else f"{len(paths)} images", warn)

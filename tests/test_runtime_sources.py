@@ -1,0 +1,165 @@
+"""Frame sources on real files through OpenCV, and camera reconnection with a capture that fails on cue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.errors import SourceError
+from edgecnn.runtime.sources import CameraSource, open_images, open_source
+
+pytestmark = pytest.mark.device
+
+
+def write_video(path: Path, n: int, size=(160, 120), fps: float = 25.0) -> Path:
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert w.isOpened()
+    for i in range(n):
+        img = np.full((size[1], size[0], 3), (i * 7) % 255, np.uint8)
+        cv2.putText(img, str(i), (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1, (0, 0, 255), 2)
+        w.write(img)
+    w.release()
+    return path
+
+
+def test_every_frame_reads_the_whole_video(tmp_path):
+    video = write_video(tmp_path / "v.mp4", 40)
+    with open_source(str(video), every_frame=True) as src:
+        frames = list(src)
+    assert [f.index for f in frames] == list(range(40))
+    f = frames[0]
+    assert f.image.dtype == np.uint8 and f.image.shape == (120, 160, 3)
+    assert f.timestamp > 1e9 and f.capture_ms >= 0 and not src.live
+
+
+def test_live_video_plays_in_real_time_and_the_loop_takes_the_newest_frame(tmp_path):
+    video = write_video(tmp_path / "v.mp4", 30, fps=100.0)
+    got = []
+    with open_source(str(video)) as src:
+        assert src.live and src.fps == pytest.approx(100.0)
+        for frame in src:
+            got.append(frame.index)
+            time.sleep(0.03)  # a slow model: about 3 frames arrive per iteration
+    assert got == sorted(got) and got[-1] == 29
+    assert len(got) < 25  # frames were dropped, not queued
+
+
+def test_images_folder_and_glob(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    warnings = []
+    names = [f.name for f in open_source(str(tmp_path), warn=warnings.append)]
+    assert names == ["im0.png", "im1.png", "im2.png"]
+    assert any("broken.png" in w for w in warnings)
+    assert [f.name for f in open_source(str(tmp_path / "im[12].png"))] == ["im1.png", "im2.png"]
+    assert len(list(open_images([tmp_path / "im0.png", tmp_path / "im2.png"]))) == 2
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: "/dev/video97", "camera /dev/video97 not found"),
+        (lambda p: "97", "camera 97 not found"),
+        (lambda p: str(p / "nothing.mp4"), "source not found"),
+        (lambda p: (p / "bad.mp4").write_bytes(np.random.default_rng(0).bytes(5000)) and str(p / "bad.mp4"),
+         "cannot decode video"),
+        (lambda p: (p / "empty").mkdir() or str(p / "empty"), "no images found"),
+    ],
+)
+def test_bad_sources_raise_one_clear_error(tmp_path, make, message):
+    with pytest.raises(SourceError, match=message):
+        open_source(make(tmp_path))
+
+
+class FlakyCapture:
+    """A capture over a real list of frames that dies after ``fail_after`` reads, or blocks (a stall)."""
+
+    def __init__(self, fail_after: int, stall: bool = False) -> None:
+        self.n, self.fail_after, self.stall = 0, fail_after, stall
+
+    def read(self):
+        self.n += 1
+        if self.n > self.fail_after:
+            if self.stall:
+                time.sleep(3.0)  # as cap.read() does when a USB camera is unplugged
+            return False, None
+        time.sleep(0.005)
+        return True, np.full((4, 4, 3), self.n, np.uint8)
+
+    def release(self) -> None:
+        pass
+
+
+def test_camera_reconnects_with_backoff_then_gives_up():
+    plan = [FlakyCapture(5), None, None, FlakyCapture(5)]  # works, lost, two failed reopen attempts, works again
+    opened = []
+
+    def opener():
+        cap = plan.pop(0) if plan else None
+        opened.append(cap)
+        return cap
+
+    lines: list[str] = []
+    src = CameraSource(opener, "camera test", give_up_s=2.5, stall_s=1.0, warn=lines.append)
+    frames = 0
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="no frame for .* giving up"):
+        while src.read() is not None:
+            frames += 1
+    src.close()
+    assert frames >= 6  # frames from both captures
+    assert any("lost the stream" in ln for ln in lines)
+    assert sum("cannot reopen, retrying in" in ln for ln in lines) >= 2
+    assert any("reconnected" in ln for ln in lines)
+    assert time.monotonic() - t0 < 15
+
+
+def test_a_stalled_camera_is_reopened_on_a_fresh_reader():
+    plan = [FlakyCapture(3, stall=True), FlakyCapture(1000)]
+    src = CameraSource(lambda: plan.pop(0) if plan else None, "camera stall", give_up_s=5, stall_s=0.5,
+                       warn=(lines := []).append)
+    got = [src.read().index for _ in range(10)]
+    src.close()
+    assert got == sorted(got) and len(got) == 10
+    assert any("no frame for" in ln and "reconnecting" in ln for ln in lines)
+
+
+def test_missing_camera_fails_fast():
+    t0 = time.monotonic()
+    with pytest.raises(SourceError, match="cannot open camera x"):
+        CameraSource(lambda: None, "camera x", give_up_s=30)
+    assert time.monotonic() - t0 < 1
+    assert threading.active_count() < 50
+
+
+def test_device_modules_never_import_tensorflow():
+    """Import every runtime module and run the device commands' --help with tensorflow and keras blocked."""
+    import subprocess
+    import sys
+
+    code = r"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):
+            raise ImportError('device code imported ' + name)
+sys.meta_path.insert(0, Block())
+import pkgutil, importlib, edgecnn.runtime
+for m in pkgutil.iter_modules(edgecnn.runtime.__path__):
+    importlib.import_module('edgecnn.runtime.' + m.name)
+from edgecnn.cli import main
+for cmd in ('classify', 'inspect', 'benchmark'):
+    try:
+        main([cmd, '--help'])
+    except SystemExit as e:
+        assert not e.code, e.code
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--top-k" in proc.stdout and "--runs" in proc.stdout
