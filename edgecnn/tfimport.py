@@ -43,6 +43,8 @@ def import_tensorflow():
                 import tensorflow as tf
 
                 tf.config.list_physical_devices()
+                # Python-side warnings (retracing notices from Keras' predict) are noise for users too.
+                tf.get_logger().setLevel("ERROR")
                 import keras  # noqa: F401
         except ImportError as exc:
             from edgecnn.errors import EdgecnnError

@@ -88,6 +88,18 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
+    """Peak resident memory of this process image in MiB.
+
+    /proc's VmHWM starts afresh at exec; getrusage's ru_maxrss does not (Linux keeps it across exec, so a child
+    started by a large parent would report the parent's size).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024 if os.uname().sysname != "Darwin" else kb / 2**20
 

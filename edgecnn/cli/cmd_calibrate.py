@@ -1,0 +1,52 @@
+"""``edgecnn calibrate``: choose a calibration set from a training split."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("calibrate")
+@click.argument("data", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Set folder to write (calibration/NAME).")
+@click.option("--count", default=300, show_default=True, help="Images in the set (>= 100 recommended).")
+@click.option("--seed", default=0, show_default=True, help="Random seed; the same seed picks the same images.")
+@click.option("--img-size", default=None, type=int,
+              help="Model input side in pixels when DATA is an image folder (default 64); a run folder's contract decides otherwise.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def cli(data, out, count, seed, img_size, overwrite):
+    """Pick a representative calibration set from the TRAINING split of DATA.
+
+    DATA is a run folder (runs/NAME, written by `edgecnn train`: its split.json's train split and the model's
+    input size are used) or an image folder (split as training splits it). Classes are sampled in proportion
+    (steering: spread over the steering range); the test split is never used. Writes images.npy, targets.npy,
+    MANIFEST.json (sha256 of every item and of the set) and coverage.json, and prints the coverage report.
+    """
+    from pathlib import Path
+
+    from edgecnn.errors import DataError
+    from edgecnn.quantize import calibration as cal
+    from edgecnn.quantize.runfolder import is_run_folder
+
+    if count <= 0:
+        raise click.BadParameter(f"--count must be positive, got {count}")
+    if is_run_folder(data):
+        src = cal.source_from_run(data)
+        if img_size is not None and img_size != src.input_height:
+            raise DataError(f"--img-size {img_size} differs from the run's input size {src.input_height}x"
+                            f"{src.input_width}; omit --img-size for a run folder")
+    elif Path(data).is_dir():
+        side = img_size or 64
+        src = cal.source_from_data(data, (side, side))
+    else:
+        raise DataError(f"{data} is neither a run folder (with split.json and contract.json) nor an image folder")
+    with click.progressbar(length=min(count, len(src.items)), label="loading", file=click.get_text_stream("stderr")) as bar:
+        last = [0]
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - last[0])
+            last[0] = done
+
+        path, coverage = cal.build(src, out, count=count, seed=seed, overwrite=overwrite, progress=progress)
+    click.echo(coverage.text())
+    manifest = cal.load_calibration(path).manifest
+    click.echo(f"wrote {path} ({manifest['count']} images, {src.input_height}x{src.input_width}, sha256 {manifest['sha256'][:16]}...)")

@@ -1,0 +1,52 @@
+"""``edgecnn compare``."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("compare")
+@click.argument("run", type=click.Path())
+@click.argument("models", nargs=-1, type=click.Path())
+@click.option("--data", default=None, help="Test data (default: the run's held-out test split).")
+@click.option("--calibration", default=None, help="Calibration set used to build int8/int16x8 (calibration/NAME).")
+@click.option("--precisions", default="fp32,fp16,dynamic,int8,int16x8", show_default=True,
+              help="TFLite precisions to build from RUN.")
+@click.option("--threads", default=1, show_default=True, help="CPU threads for latency.")
+@click.option("--runs", default=200, show_default=True, help="Timed inferences per variant (after warm-up).")
+@click.option("--warmup", default=20, show_default=True, help="Warm-up inferences, excluded.")
+@click.option("--limit", default=500, show_default=True, help="At most this many test frames (0: all).")
+@click.option("--closed-loop", default=0, show_default=True, help="Steering: also drive N simulated roads per variant.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Write report.json/.md/.csv and accuracy_latency.png here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+def cli(run, models, data, calibration, precisions, threads, runs, warmup, limit, closed_loop, out, as_json):
+    """Compare accuracy, latency, size and memory of RUN's float and quantized variants (and MODELS).
+
+    One row per variant: the Keras model (the float reference) and TFLite fp32, fp16, dynamic, int8, int16x8
+    built from RUN with its calibration set, plus any .tflite given. Every row runs on the same test frames;
+    latency is measured one variant at a time, each in its own process.
+    """
+    import json
+
+    from edgecnn.compare.compare import compare
+    from edgecnn.compare.report import format_table, write_report
+    from edgecnn.tfimport import import_tensorflow
+
+    if runs < 1 or warmup < 0 or limit < 0:
+        raise click.BadParameter("--runs must be >= 1, --warmup and --limit >= 0")
+    import_tensorflow()
+    report = compare(
+        run, tuple(models), data=data, calibration=calibration,
+        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), threads=threads, runs=runs,
+        warmup=warmup, limit=limit or None, variants_dir=f"{out}/variants" if out else None,
+        closed_loop=closed_loop, log=lambda m: click.echo(m, err=True),
+    )
+    if out:
+        files = write_report(report, out)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(format_table(report))
+    if out:
+        click.echo(f"report: {files['md']}  plot: {files['plot']}")

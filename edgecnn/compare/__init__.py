@@ -1,0 +1,1 @@
+"""``edgecnn compare``: accuracy against latency, size and memory across float and quantized variants."""

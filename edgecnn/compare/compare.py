@@ -1,0 +1,136 @@
+"""Compare a run's variants: one row each, same inputs, latency measured one variant at a time in its own process."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.compare import measure
+from edgecnn.compare.testdata import calibration_overlap, select_test_data
+from edgecnn.compare.variants import PRECISIONS, Variant, build_variants, precision_of
+from edgecnn.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variant's figures. ``metrics``: task metrics; ``agreement``: versus the Keras reference;
+    ``latency_ms``: p50/p90/p99/mean (ms); ``closed_loop``: simulate results for steering with --closed-loop."""
+
+    variant: str
+    precision: str
+    origin: str
+    path: str
+    size_bytes: int
+    metrics: dict[str, Any]
+    agreement: dict[str, Any]
+    latency_ms: dict[str, float]
+    throughput: float
+    peak_memory_mb: float
+    closed_loop: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    """Everything ``edgecnn compare`` measured."""
+
+    run: str
+    task: str
+    primary_metric: str
+    rows: tuple[Row, ...]
+    test: dict[str, Any]
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def row(self, name: str) -> Row | None:
+        return next((r for r in self.rows if r.variant == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run, "task": self.task, "primary_metric": self.primary_metric, "test": self.test,
+                "environment": self.environment, "settings": self.settings, "notes": list(self.notes),
+                "rows": [r.to_dict() for r in self.rows]}
+
+
+def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str | None = None,
+            calibration: str | None = None, precisions: tuple[str, ...] = PRECISIONS, threads: int | None = 1,
+            runs: int = 200, warmup: int = 20, limit: int | None = 500, variants_dir: str | Path | None = None,
+            closed_loop: int = 0, log: Callable[[str], None] = lambda m: None) -> CompareReport:
+    """Measure the Keras reference, the TFLite variants built from ``run_dir`` and any ``extra_models``.
+
+    Args:
+        run_dir: a training run folder. extra_models: more .tflite files to add as rows.
+        data: test data (default: the run's held-out test split). calibration: calibration set used to build
+            int8/int16x8 (and checked for overlap with the test data).
+        precisions: which TFLite precisions to build. threads, runs, warmup: latency settings.
+        limit: at most this many test frames (evenly spaced). variants_dir: where built models go
+            (default ``RUN/variants``). closed_loop: for steering, also drive this many simulated roads.
+    """
+    from edgecnn.runtime.environment import describe_environment
+    from edgecnn.train.run import load_run
+
+    run = load_run(run_dir)
+    contract = run.contract
+    test = select_test_data(run, data, limit)
+    log(f"test data: {len(test.targets)} frames from {test.source}")
+    overlap = calibration_overlap(test, calibration)
+    notes: list[str] = []
+    if overlap:
+        notes.append(f"WARNING: {overlap} test frames are also in the calibration set; the test is not disjoint")
+    vdir = Path(variants_dir) if variants_dir else run.root / "variants"
+    built, build_notes = build_variants(run.root, calibration, vdir, precisions, log)
+    notes += build_notes
+    variants = [Variant("keras", "float (keras)", run.model_path, "reference"), *built]
+    for m in extra_models:
+        p = Path(m)
+        if not p.is_file():
+            raise ModelError(f"model not found: {p}")
+        variants.append(Variant(p.name, precision_of(p), p, "given"))
+
+    ref = measure.keras_outputs(run.model_path, test.inputs)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgecnn-compare-") as tmp:
+        input_file = Path(tmp) / "input.npy"
+        np.save(input_file, test.inputs[0])
+        for v in variants:
+            log(f"measuring {v.name}")
+            if v.origin == "reference":
+                raw = ref
+                lat = measure.keras_latency(v.path, input_file, runs=max(20, runs // 4), warmup=warmup)
+            else:
+                raw = measure.tflite_outputs(v.path, test.inputs, contract, threads)
+                lat = measure.tflite_latency(v.path, input_file, threads, runs, warmup)
+            loop = None
+            if closed_loop and contract.task == "steer" and v.origin != "reference":
+                loop = _closed_loop(v.path, closed_loop, threads)
+            rows.append(Row(
+                variant=v.name, precision=v.precision, origin=v.origin, path=str(v.path),
+                size_bytes=v.path.stat().st_size, metrics=measure.task_metrics(raw, test.targets, contract),
+                agreement=measure.agreement(ref, raw, test.targets, contract),
+                latency_ms={k: lat[k] for k in ("p50", "p90", "p99", "mean")}, throughput=lat["throughput"],
+                peak_memory_mb=lat["peak_memory_mb"], closed_loop=loop,
+            ))
+    env = describe_environment().to_dict() | {"threads": threads}
+    return CompareReport(
+        run=str(run.root), task=contract.task, primary_metric="top1" if contract.task == "classify" else "mae",
+        rows=tuple(rows),
+        test={"source": test.source, "count": int(len(test.targets)), "calibration": calibration,
+              "calibration_overlap": overlap, "disjoint_from_calibration": None if overlap is None else overlap == 0},
+        environment=env, settings={"runs": runs, "warmup": warmup, "threads": threads, "limit": limit},
+        notes=tuple(notes),
+    )
+
+
+def _closed_loop(path: Path, roads: int, threads: int | None) -> dict[str, Any]:
+    from edgecnn.sim.policy import ModelPolicy
+    from edgecnn.sim.simulate import SimConfig, simulate
+
+    r = simulate(ModelPolicy(path, threads=threads), SimConfig(roads=roads, seed=1000)).to_dict()
+    return {k: r[k] for k in ("autonomy", "departures", "mean_abs_offset", "max_abs_offset", "distance")}

@@ -1,0 +1,93 @@
+"""The test frames a comparison runs on, loaded once and shared by every variant (numpy/OpenCV only)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.contract import Contract
+from edgecnn.errors import DataError
+from edgecnn.preprocess import load_image, prepare
+
+
+@dataclass(frozen=True)
+class TestData:
+    """Prepared test inputs and their targets.
+
+    Attributes:
+        inputs: float32 (N, h, w, c) model inputs, prepared by :func:`edgecnn.preprocess.prepare`.
+        targets: int (N,) class indexes (classify) or float (N,) steering in [-1, 1] (steer).
+        paths: the N source files (absolute).
+        source: where they came from, for the report.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    paths: tuple[str, ...]
+    source: str
+
+
+def _same_root(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def select_test_data(run, data: str | None, limit: int | None = None) -> TestData:
+    """Pick the test frames for ``run`` (a :class:`edgecnn.train.run.RunInfo`).
+
+    Without ``data`` (or when ``data`` is the folder the run was trained on) the run's held-out test split is
+    used; otherwise every usable frame of ``data``. Classification labels are matched to the run's by name.
+    """
+    contract: Contract = run.contract
+    if data is None or _same_root(data, run.data):
+        rows = run.splits.get("test", [])
+        if not rows:
+            raise DataError(f"{run.root} has no test split; pass --data with test images")
+        paths = [p for p, _ in rows]
+        targets = [t if run.task == "classify" else t[0] for _, t in rows]
+        source = f"test split of {run.data}"
+    elif run.task == "classify":
+        from edgecnn.data import imagefolder
+
+        folder = imagefolder.scan(data)
+        index = {name: i for i, name in enumerate(contract.labels)}
+        unknown = [c for c in folder.classes if c not in index]
+        if unknown:
+            raise DataError(f"{data} has classes the model does not know: {', '.join(unknown)}")
+        paths = [s.path for s in folder.samples]
+        targets = [index[folder.classes[s.label]] for s in folder.samples]
+        source = str(Path(data).resolve())
+    else:
+        from edgecnn.data.steering import load_steering_dataset
+
+        ds = load_steering_dataset(data)
+        paths = [s.path for s in ds.samples]
+        targets = [s.steering for s in ds.samples]
+        source = str(Path(data).resolve())
+    if limit is not None and len(paths) > limit:
+        # evenly spaced, so a recording keeps its spread of situations
+        idx = np.linspace(0, len(paths) - 1, limit).round().astype(int)
+        paths = [paths[i] for i in idx]
+        targets = [targets[i] for i in idx]
+    inputs = np.stack([prepare(load_image(p), contract) for p in paths])
+    dtype: Any = np.int64 if run.task == "classify" else np.float64
+    return TestData(inputs, np.asarray(targets, dtype=dtype), tuple(paths), source)
+
+
+def calibration_overlap(test: TestData, calibration: str | None) -> int | None:
+    """How many test frames are also in the calibration set's sources (None when unknown)."""
+    if not calibration:
+        return None
+    try:
+        from edgecnn.quantize.calibration import item_paths, load_calibration
+
+        calib_paths = {os.path.realpath(p) for p in item_paths(load_calibration(calibration))}
+    except Exception:  # an unreadable manifest is reported by quantize itself; here it is just "unknown"
+        return None
+    return sum(os.path.realpath(p) in calib_paths for p in test.paths)

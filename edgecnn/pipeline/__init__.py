@@ -1,0 +1,1 @@
+"""``edgecnn pipeline``: data -> train -> calibrate -> quantize + export -> compare, resumable stage by stage."""

@@ -1,0 +1,95 @@
+"""Pipeline options, from the command line and an optional TOML file (standard library only)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import EdgecnnError
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every option of ``edgecnn pipeline``; a TOML file may set any of them (same names, ``-`` or ``_``).
+
+    Attributes:
+        task: ``classify`` or ``steer``. data: data set folder, or None for the built-in one.
+        out: pipeline folder (``runs/NAME``). arch: architecture (default compact / pilotnet).
+        img_size: model input ``N`` or ``WIDTHxHEIGHT`` (default 64 / 200x66).
+        per_class, frames: size of the generated built-in data (shapes per class / road frames).
+        epochs, batch, seed, lr, patience: training. head, components: steering head.
+        calib_count: calibration-set size. io: int8 model I/O type (``int8``/``uint8``).
+        precisions: variants that compare builds. compare_runs, threads: latency settings.
+        closed_loop: steering: roads to drive per variant in compare (0: off).
+    """
+
+    task: str = "classify"
+    data: str | None = None
+    out: str = "runs/pipeline"
+    arch: str | None = None
+    img_size: str | None = None
+    per_class: int = 400
+    frames: int = 2000
+    epochs: int = 30
+    batch: int = 32
+    seed: int = 0
+    lr: float = 1e-3
+    patience: int = 5
+    head: str = "regression"
+    components: int = 3
+    calib_count: int = 300
+    io: str = "int8"
+    precisions: tuple[str, ...] = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+    compare_runs: int = 200
+    threads: int = 1
+    closed_loop: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classify", "steer"):
+            raise EdgecnnError(f"task must be classify or steer, got: {self.task!r}")
+
+    @property
+    def resolved_arch(self) -> str:
+        return self.arch or ("pilotnet" if self.task == "steer" else "compact")
+
+    @property
+    def resolved_img_size(self) -> str:
+        return self.img_size or ("200x66" if self.task == "steer" else "64")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["precisions"] = list(self.precisions)
+        return d
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML file (top level, or a ``[pipeline]`` table); unknown keys are an error."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgecnnError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise EdgecnnError(f"{p} is not a valid TOML file: {exc}") from exc
+    data = data.get("pipeline", data)
+    fields = {f.name for f in dataclasses.fields(PipelineConfig)}
+    out = {}
+    for key, value in data.items():
+        k = key.replace("-", "_")
+        if k not in fields:
+            raise EdgecnnError(f"{p}: unknown option {key!r}; known: {', '.join(sorted(fields))}")
+        out[k] = tuple(value) if k == "precisions" else value
+    return out
+
+
+def make_config(toml: str | None, **cli: Any) -> PipelineConfig:
+    """Defaults < TOML file < options given on the command line (``None`` means "not given")."""
+    values = load_toml(toml) if toml else {}
+    values.update({k: v for k, v in cli.items() if v is not None})
+    try:
+        return PipelineConfig(**values)
+    except TypeError as exc:
+        raise EdgecnnError(f"bad pipeline option: {exc}") from exc

@@ -1,0 +1,406 @@
+"""Calibration sets: a representative sample of the *training* split, stored with a manifest of hashes.
+
+A calibration set is a folder ``calibration/NAME/`` holding
+
+* ``images.npy``: ``uint8 N x h x w x 3`` BGR frames, already resized to the model's input size with the
+  contract's resize method (so :func:`edgecnn.preprocess.prepare` only reorders channels and normalises them,
+  exactly as it does for a training image of that size);
+* ``targets.npy``: ``int64 N`` class indexes, or ``float32 N`` steering values in [-1, 1];
+* ``MANIFEST.json``: source, input size, count, per-class counts, the sha256 of every item (source file and
+  stored pixels), of both array files and of the whole set (``sha256`` = sha256 of ``images.npy`` bytes followed by
+  ``targets.npy`` bytes);
+* ``coverage.json``: the coverage report (counts, pixel statistics versus the training split, warnings).
+
+Items are drawn only from the training split, never from validation or test, so an evaluation on the test split is
+always disjoint from calibration. numpy/OpenCV only: compare and the device side read sets with
+:func:`load_calibration`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import DataError
+
+FORMAT = "edgecnn-calibration"
+FORMAT_VERSION = 1
+MIN_RECOMMENDED = 100
+STEER_BINS = 10
+
+
+@dataclass(frozen=True)
+class CalibrationSource:
+    """Where a calibration set is drawn from.
+
+    Attributes:
+        kind: ``"run"`` (a run folder's split.json) or ``"data"`` (an image folder, split here).
+        path: the run or data folder.
+        task: ``"classify"`` or ``"steer"``.
+        items: the training split as ``(abs_path, target)`` pairs; target = class index or steering in [-1, 1].
+        labels: class names (classify), empty for steer.
+        input_height, input_width: model input size in pixels.
+        resize: OpenCV interpolation name used to shrink frames (``"area"``).
+        data_root: the image data set's folder; item paths are stored relative to it in the manifest.
+    """
+
+    kind: str
+    path: str
+    task: str
+    items: tuple[tuple[str, float], ...]
+    labels: tuple[str, ...]
+    input_height: int
+    input_width: int
+    resize: str = "area"
+    data_root: str = ""
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """A loaded calibration set.
+
+    Attributes:
+        frames: ``uint8 N x h x w x 3`` BGR frames at the model's input size.
+        targets: ``int64 N`` class indexes or ``float32 N`` steering values.
+        manifest: the parsed MANIFEST.json.
+        root: the set's folder.
+    """
+
+    frames: np.ndarray
+    targets: np.ndarray
+    manifest: dict[str, Any]
+    root: Path
+
+    @property
+    def sha256(self) -> str:
+        return str(self.manifest["sha256"])
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return (int(self.manifest["input_height"]), int(self.manifest["input_width"]))
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How well a calibration set covers the training split.
+
+    Attributes:
+        count: items in the set.
+        per_class: ``{label: count}`` (classify) or ``{bin: count}`` with bins over the steering range (steer).
+        train_per_class: the same counts over the training split.
+        pixel_mean, pixel_std: per-channel BGR statistics of the set, pixel values 0..255.
+        train_pixel_mean, train_pixel_std: the same over (a sample of) the training split.
+        warnings: human-readable problems (too small, a class missing, a shifted pixel distribution).
+    """
+
+    count: int
+    per_class: dict[str, int]
+    train_per_class: dict[str, int]
+    pixel_mean: tuple[float, ...]
+    pixel_std: tuple[float, ...]
+    train_pixel_mean: tuple[float, ...]
+    train_pixel_std: tuple[float, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "per_class": self.per_class,
+            "train_per_class": self.train_per_class,
+            "pixel_mean_bgr": list(self.pixel_mean),
+            "pixel_std_bgr": list(self.pixel_std),
+            "train_pixel_mean_bgr": list(self.train_pixel_mean),
+            "train_pixel_std_bgr": list(self.train_pixel_std),
+            "warnings": list(self.warnings),
+        }
+
+    def text(self) -> str:
+        """A short human-readable report."""
+        lines = [f"{self.count} calibration items"]
+        width = max((len(k) for k in self.per_class), default=5)
+        for k, n in self.per_class.items():
+            lines.append(f"  {k:<{width}}  {n:4d}  (train split: {self.train_per_class.get(k, 0)})")
+        fmt = lambda v: "/".join(f"{x:.1f}" for x in v)  # noqa: E731
+        lines.append(f"  pixel mean B/G/R {fmt(self.pixel_mean)} (train {fmt(self.train_pixel_mean)}), "
+                     f"std {fmt(self.pixel_std)} (train {fmt(self.train_pixel_std)})")
+        lines += [f"WARNING: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def source_from_data(root: str | Path, input_size: tuple[int, int], resize: str = "area") -> CalibrationSource:
+    """An image folder (``ROOT/<class>/<image>``): scanned and split as training does; the train split is used."""
+    from edgecnn.data.imagefolder import scan, split
+
+    folder = scan(root)
+    train = split(folder)["train"]
+    root = str(Path(root).resolve())
+    return CalibrationSource("data", root, "classify", tuple((s.path, s.label) for s in train),
+                             folder.classes, int(input_size[0]), int(input_size[1]), resize, root)
+
+
+def source_from_run(run_dir: str | Path) -> CalibrationSource:
+    """A run folder: the train split of its split.json, at its contract's input size."""
+    from edgecnn.quantize.runfolder import read_run
+
+    run = read_run(run_dir)
+    items = run.splits.get("train", ())
+    if not items:
+        raise DataError(f"{run.root} has no training split in split.json; re-run edgecnn train")
+    c = run.contract
+    return CalibrationSource("run", str(Path(run.root).resolve()), run.task, tuple((i.path, i.target) for i in items),
+                             tuple(c.labels), c.input_height, c.input_width, c.resize, run.data_root)
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+
+def select(source: CalibrationSource, count: int = 300, seed: int = 0) -> list[tuple[str, float]]:
+    """Pick ``count`` training items, stratified by class (classify) or spread over the steering range (steer).
+
+    Classes get a share proportional to their size but at least one item each; steering values are binned into
+    ``STEER_BINS`` equal bins over [-1, 1] and drawn round-robin so rare sharp turns are not crowded out by the
+    many straight frames. Deterministic for a given ``seed``. Returns items sorted by path.
+    """
+    if count <= 0:
+        raise DataError(f"--count must be positive, got {count}")
+    items = list(source.items)
+    if not items:
+        raise DataError(f"{source.path}: the training split is empty")
+    rng = np.random.default_rng(seed)
+    groups: dict[int, list[tuple[str, float]]] = {}
+    for it in items:
+        groups.setdefault(_group_of(source.task, it[1]), []).append(it)
+    for g in groups.values():
+        rng.shuffle(g)  # type: ignore[arg-type]
+    count = min(count, len(items))
+    if source.task == "classify":
+        quota = {g: max(1, round(count * len(v) / len(items))) for g, v in groups.items()}
+        picked = [it for g in sorted(groups) for it in groups[g][: quota[g]]]
+    else:
+        picked, depth = [], 0
+        while len(picked) < count:
+            for g in sorted(groups):
+                if depth < len(groups[g]) and len(picked) < count:
+                    picked.append(groups[g][depth])
+            depth += 1
+    return sorted(picked[:count] if len(picked) > count else picked)
+
+
+def _group_of(task: str, target: float) -> int:
+    if task == "classify":
+        return int(target)
+    return int(min(STEER_BINS - 1, max(0, (float(target) + 1.0) / 2.0 * STEER_BINS)))
+
+
+def _bin_name(b: int) -> str:
+    lo = -1.0 + 2.0 * b / STEER_BINS
+    return f"[{lo:+.1f},{lo + 2.0 / STEER_BINS:+.1f})"
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load_frame(path: str, h: int, w: int, resize: str) -> tuple[np.ndarray, bytes]:
+    """``(uint8 h x w x 3 BGR frame, source file bytes)``."""
+    from edgecnn.preprocess import decode_image
+    from edgecnn.preprocess import resize as resize_frame
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc}); was the data folder moved?") from exc
+    return resize_frame(decode_image(data, path), h, w, resize), data
+
+
+def build(
+    source: CalibrationSource,
+    out: str | Path,
+    count: int = 300,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Path, Coverage]:
+    """Select, load and write a calibration set to ``out`` atomically; return ``(out, coverage)``."""
+    from edgecnn.quantize.staging import staged_dir
+
+    picked = select(source, count, seed)
+    h, w = source.input_height, source.input_width
+    frames, entries = [], []
+    for i, (path, target) in enumerate(picked):
+        frame, raw = _load_frame(path, h, w, source.resize)
+        frames.append(frame)
+        entries.append({"source": _relative(path, source.data_root), "target": target, "sha256": _sha256(raw), "pixels_sha256": _sha256(frame.tobytes())})
+        if progress:
+            progress(i + 1, len(picked))
+    images = np.stack(frames).astype(np.uint8)
+    dtype = np.int64 if source.task == "classify" else np.float32
+    targets = np.asarray([t for _, t in picked], dtype=dtype)
+    coverage = _coverage(source, images, targets, seed)
+    images_b, targets_b = _npy_bytes(images), _npy_bytes(targets)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "source": {"kind": source.kind, "path": source.path, "data_root": source.data_root, "split": "train"},
+        "task": source.task,
+        "input_height": h,
+        "input_width": w,
+        "channels": 3,
+        "stored_color_order": "BGR",
+        "resize": source.resize,
+        "labels": list(source.labels),
+        "count": len(picked),
+        "seed": seed,
+        "per_class": coverage.per_class,
+        "files": {"images.npy": _sha256(images_b), "targets.npy": _sha256(targets_b)},
+        "sha256": _sha256(images_b + targets_b),
+        "items": entries,
+    }
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "images.npy").write_bytes(images_b)
+        (tmp / "targets.npy").write_bytes(targets_b)
+        (tmp / "coverage.json").write_text(json.dumps(coverage.to_dict(), indent=2) + "\n", encoding="utf-8")
+        (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return Path(out), coverage
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to ``root`` (POSIX separators) when it lies below it, else unchanged."""
+    if root:
+        try:
+            return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+        except ValueError:
+            pass
+    return path
+
+
+def item_paths(calib: CalibrationSet) -> list[str]:
+    """Absolute source paths of a set's items (relative ones are joined to the manifest's data root)."""
+    root = calib.manifest.get("source", {}).get("data_root", "")
+    return [str(Path(root, e["source"])) if root else e["source"] for e in calib.manifest.get("items", [])]
+
+
+def _coverage(source: CalibrationSource, images: np.ndarray, targets: np.ndarray, seed: int,
+              train_sample: int = 300) -> Coverage:
+    """Counts and pixel statistics versus (a seeded sample of up to ``train_sample`` images of) the train split."""
+    if source.task == "classify":
+        names = list(source.labels) or [str(i) for i in range(int(max(t for _, t in source.items)) + 1)]
+        cnt, tcnt = Counter(int(t) for t in targets), Counter(int(t) for _, t in source.items)
+        per = {names[i]: cnt.get(i, 0) for i in range(len(names))}
+        tper = {names[i]: tcnt.get(i, 0) for i in range(len(names))}
+    else:
+        cnt = Counter(_group_of("steer", t) for t in targets)
+        tcnt = Counter(_group_of("steer", t) for _, t in source.items)
+        per = {_bin_name(b): cnt.get(b, 0) for b in range(STEER_BINS)}
+        tper = {_bin_name(b): tcnt.get(b, 0) for b in range(STEER_BINS)}
+    rng = np.random.default_rng(seed + 1)
+    idx = rng.choice(len(source.items), size=min(train_sample, len(source.items)), replace=False)
+    train = np.stack([_load_frame(source.items[i][0], source.input_height, source.input_width, source.resize)[0]
+                      for i in sorted(idx)]).astype(np.float64)
+    mean, std = images.reshape(-1, 3).mean(0), images.reshape(-1, 3).std(0)
+    tmean, tstd = train.reshape(-1, 3).mean(0), train.reshape(-1, 3).std(0)
+    warnings = []
+    n = int(images.shape[0])
+    if n < MIN_RECOMMENDED:
+        warnings.append(f"only {n} calibration items; use at least {MIN_RECOMMENDED} for stable int8 ranges")
+    missing = [k for k, v in per.items() if v == 0 and tper.get(k, 0) > 0]
+    if missing:
+        what = "class" if source.task == "classify" else "steering range"
+        warnings.append(f"{what} {', '.join(missing)} present in the training split but missing from the set")
+    shift = float(np.max(np.abs(mean - tmean) / np.maximum(tstd, 1.0)))
+    if shift > 0.25:
+        warnings.append(f"pixel mean differs from the training split by {shift:.2f} std; the set may not be representative")
+    r = lambda v: tuple(round(float(x), 2) for x in v)  # noqa: E731
+    return Coverage(n, per, tper, r(mean), r(std), r(tmean), r(tstd), tuple(warnings))
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def load_calibration(path: str | Path) -> CalibrationSet:
+    """Read and verify a calibration set folder (numpy only).
+
+    Raises DataError when the folder or MANIFEST.json is missing, a file's sha256 differs from the manifest
+    (corrupt or edited), or the set is empty.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"calibration set not found: {root}; create one with edgecnn calibrate RUN --out {root}")
+    mpath = root / "MANIFEST.json"
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataError(f"{root} is not a calibration set (no MANIFEST.json); create one with edgecnn calibrate") from exc
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{mpath} is corrupt ({exc}); re-create the set with edgecnn calibrate") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise DataError(f"{mpath} is not an edgecnn calibration manifest; re-create the set with edgecnn calibrate")
+    if int(manifest.get("count", 0)) <= 0:
+        raise DataError(f"calibration set {root} is empty; re-create it with --count 300")
+    blobs = {}
+    for name in ("images.npy", "targets.npy"):
+        try:
+            blobs[name] = (root / name).read_bytes()
+        except OSError as exc:
+            raise DataError(f"calibration set {root} is incomplete: {name} is missing; re-create it") from exc
+        expected = manifest.get("files", {}).get(name)
+        if _sha256(blobs[name]) != expected:
+            raise DataError(f"calibration set {root} is corrupt: {name} does not match its sha256 in MANIFEST.json")
+    try:
+        frames = np.load(io.BytesIO(blobs["images.npy"]), allow_pickle=False)
+        targets = np.load(io.BytesIO(blobs["targets.npy"]), allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"calibration set {root} is corrupt: {exc}") from exc
+    h, w = int(manifest["input_height"]), int(manifest["input_width"])
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (h, w, 3) or len(frames) == 0:
+        raise DataError(f"calibration set {root}: images.npy has shape {frames.shape} {frames.dtype}, "
+                        f"expected N x {h} x {w} x 3 uint8 with N > 0")
+    if len(targets) != len(frames):
+        raise DataError(f"calibration set {root}: {len(targets)} targets for {len(frames)} images")
+    return CalibrationSet(frames, targets, manifest, root)
+
+
+def check_compatible(calib: CalibrationSet, contract: Any) -> None:
+    """DataError when ``calib`` was made for another model (input size, task or labels differ from ``contract``)."""
+    h, w = calib.input_size
+    name = calib.root
+    if (h, w) != (contract.input_height, contract.input_width):
+        raise DataError(f"calibration set {name} is {h}x{w} but the model takes {contract.input_height}x"
+                        f"{contract.input_width}; make a set for this model with edgecnn calibrate RUN --out ...")
+    if calib.manifest.get("task") != contract.task:
+        raise DataError(f"calibration set {name} is for task {calib.manifest.get('task')!r}, the model is "
+                        f"{contract.task!r}")
+    if contract.task == "classify" and list(calib.manifest.get("labels", [])) != list(contract.labels):
+        raise DataError(f"calibration set {name} has labels {calib.manifest.get('labels')} but the model has "
+                        f"{list(contract.labels)}; make a set from this model's run")
+
+
+def model_inputs(calib: CalibrationSet, contract: Any, limit: int | None = None) -> np.ndarray:
+    """``float32 N x h x w x c`` model inputs: the stored frames through :func:`edgecnn.preprocess.prepare`."""
+    from edgecnn.preprocess import prepare_batch
+
+    frames: Sequence[np.ndarray] = list(calib.frames[:limit] if limit else calib.frames)
+    return prepare_batch(list(frames), contract)
