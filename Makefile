@@ -21,7 +21,8 @@ $(DEVICE_VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/python -m edgecnn.demo
+	$(VENV)/bin/edgecnn pipeline --config examples/demo_classify.toml
+	$(VENV)/bin/edgecnn pipeline --config examples/demo_steer.toml
 
 test: $(VENV)/.installed $(DEVICE_VENV)/.installed
 	EDGECNN_DEVICE_PYTHON=$(CURDIR)/$(DEVICE_VENV)/bin/python $(VENV)/bin/python -m pytest -q

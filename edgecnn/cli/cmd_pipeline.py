@@ -25,6 +25,8 @@ def cli(task, data, arch, out, config_file, epochs, img_size, per_class, frames,
     Each stage is skipped when its output is already there with the same options, so re-running resumes an
     interrupted pipeline. Ends with the comparison table and the paths of the report, plot and device bundle.
     """
+    from pathlib import Path
+
     from edgecnn.pipeline.config import make_config
     from edgecnn.pipeline.stages import Paths, run_pipeline
     from edgecnn.tfimport import import_tensorflow
@@ -32,12 +34,10 @@ def cli(task, data, arch, out, config_file, epochs, img_size, per_class, frames,
     cfg = make_config(config_file, task=task, data=data, arch=arch, epochs=epochs, img_size=img_size,
                       per_class=per_class, frames=frames, seed=seed, closed_loop=closed_loop,
                       compare_runs=compare_runs, out=out)
-    if out is None and not (config_file and "out" in __import__("edgecnn.pipeline.config", fromlist=["x"]).load_toml(config_file)):
-        cfg = make_config(config_file, **{**cfg.to_dict(), "precisions": tuple(cfg.precisions), "out": f"runs/{cfg.task}"})
     import_tensorflow()
     quiet = lambda m: click.echo(f"      {m}", err=True)
     results = run_pipeline(cfg, log=quiet, show=lambda m: click.echo(m, err=True))
-    paths = Paths(__import__("pathlib").Path(cfg.out))
+    paths = Paths(Path(cfg.resolved_out))
     click.echo("")
     for r in results:
         if r.name == "compare":

@@ -5,12 +5,15 @@ The navigation lecture maps a frame to a probability distribution over steering,
 3K values ``[K logits, K means, K log-sigmas]`` (one output, so it quantizes to int8 and exports like any other
 model), each part bounded by a tanh so that a single int8 scale stays fine for all three (see
 :mod:`edgecnn.mixture` for the bounds and the numpy maths the device uses). Only built-in layers are used, so a
-saved model loads without custom objects or Lambda layers.
+saved model loads without custom objects or Lambda layers (``compile=False``; with ``compile=True`` import this
+module first so the registered loss is found). Host only: imports Keras.
 """
 
 from __future__ import annotations
 
 import math
+
+import keras
 
 from edgecnn.mixture import LOG_SIGMA_MAX, LOG_SIGMA_MIN, LOGIT_BOUND
 
@@ -33,6 +36,8 @@ def gmm_head(x, components: int, name: str = "gmm"):
     return layers.Concatenate(axis=-1, name=name)([logits, means, log_sigmas])
 
 
+# Registered so that a model compiled with this loss reloads with compile=True once this module is imported.
+@keras.saving.register_keras_serializable(package="edgecnn")
 def gmm_nll(y_true, y_pred):
     """Mixture negative log-likelihood per sample (nats), for ``model.compile(loss=gmm_nll)``.
 
@@ -52,6 +57,7 @@ def gmm_nll(y_true, y_pred):
     return -ops.logsumexp(log_p, axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="edgecnn")
 def gmm_mean(y_pred):
     """(B, 3K) -> (B,) mixture mean steering, for metrics such as the mean absolute error in training."""
     from keras import ops

@@ -17,7 +17,7 @@ class PipelineConfig:
 
     Attributes:
         task: ``classify`` or ``steer``. data: data set folder, or None for the built-in one.
-        out: pipeline folder (``runs/NAME``). arch: architecture (default compact / pilotnet).
+        out: pipeline folder (default ``runs/<task>``). arch: architecture (default compact / pilotnet).
         img_size: model input ``N`` or ``WIDTHxHEIGHT`` (default 64 / 200x66).
         per_class, frames: size of the generated built-in data (shapes per class / road frames).
         epochs, batch, seed, lr, patience: training. head, components: steering head.
@@ -28,7 +28,7 @@ class PipelineConfig:
 
     task: str = "classify"
     data: str | None = None
-    out: str = "runs/pipeline"
+    out: str | None = None
     arch: str | None = None
     img_size: str | None = None
     per_class: int = 400
@@ -50,6 +50,10 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.task not in ("classify", "steer"):
             raise EdgecnnError(f"task must be classify or steer, got: {self.task!r}")
+
+    @property
+    def resolved_out(self) -> str:
+        return self.out or f"runs/{self.task}"
 
     @property
     def resolved_arch(self) -> str:

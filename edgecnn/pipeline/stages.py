@@ -130,7 +130,7 @@ STAGES: tuple[tuple[str, Callable[[PipelineConfig, Paths, Log], str], tuple[str,
 
 def run_pipeline(cfg: PipelineConfig, log: Log, show: Log) -> list[StageResult]:
     """Run every stage that is not up to date; ``show`` gets the stage-by-stage progress lines."""
-    paths = Paths(Path(cfg.out))
+    paths = Paths(Path(cfg.resolved_out))
     results: list[StageResult] = []
     upstream_ran = False
     options: dict[str, Any] = {}

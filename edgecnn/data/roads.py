@@ -1,0 +1,146 @@
+"""The built-in steering data set: procedurally rendered road frames labelled by an ideal controller.
+
+Each road (see :mod:`edgecnn.sim.road`) gets a scene (surfaces, markings, shadows, distractors, surroundings;
+:mod:`edgecnn.sim.render`). Frames are rendered from random poses along it: the car at a lateral offset and with a
+heading error, the camera's height, pitch, roll and field of view jittered, the lighting varied per frame. The
+label is the steering pure pursuit would apply from that pose (:mod:`edgecnn.sim.pursuit`), so off-centre frames
+teach recovery, as NVIDIA's shifted cameras did.
+
+Written as the CSV layout ``labels.csv`` (``image,steering``) + ``images/*.jpg`` (JPEG quality 95, as a Donkey Car records) + ``roads.json`` (provenance), so
+:func:`edgecnn.data.steering.load_steering_dataset` reads it like any recording. Rows are in road order, poses
+sorted along each road, so a time-block split keeps each road's neighbouring frames together.
+
+Deterministic: road ``r`` depends only on ``(seed, DATA_STREAM, r)``. The simulator draws its roads from
+``SIM_STREAM``, so test roads are never training roads, whatever seeds the user picks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgecnn.errors import DataError, OutputError
+
+DATA_STREAM = 0
+SIM_STREAM = 1
+FORMAT = "edgecnn-roads-1"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"160x120"`` (width x height, as cameras are specified) -> (width, height); DataError when malformed."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DataError(f"--size must look like WIDTHxHEIGHT, e.g. 160x120, got: {text!r}") from None
+    if not (32 <= w <= 1920 and 32 <= h <= 1080):
+        raise DataError(f"--size must be between 32x32 and 1920x1080, got: {text!r}")
+    return w, h
+
+
+def road_rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    """The generator for road ``index`` of ``stream`` (DATA_STREAM or SIM_STREAM)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, stream, index])
+
+
+def generate(
+    out: str | Path,
+    n: int = 2000,
+    size: tuple[int, int] = (160, 120),
+    seed: int = 0,
+    per_road: int = 50,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write ``n`` frames of ``size`` = (width, height) to ``out`` (``labels.csv``, ``images/``, ``roads.json``).
+
+    The folder is built beside ``out`` and renamed into place at the end, so an interrupted run leaves nothing
+    half-written. Raises DataError for bad arguments, OutputError when ``out`` exists (without ``overwrite``) or
+    cannot be written.
+    """
+    from edgecnn.sim.bicycle import CarParams, Pose
+    from edgecnn.sim.camera import Camera
+    from edgecnn.sim.pursuit import pure_pursuit
+    from edgecnn.sim.render import build_scene, render
+    from edgecnn.sim.road import make_road
+
+    out = Path(out)
+    if n < 1:
+        raise DataError(f"--n must be at least 1, got: {n}")
+    if per_road < 1:
+        raise DataError(f"frames per road must be at least 1, got: {per_road}")
+    width, height = size
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "images").mkdir(parents=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out.parent}: {exc.strerror or exc}") from exc
+
+    car = CarParams()
+    rows: list[tuple[str, float]] = []
+    n_roads = math.ceil(n / per_road)
+    try:
+        for r in range(n_roads):
+            rng = road_rng(seed, DATA_STREAM, r)
+            count = min(per_road, n - r * per_road)
+            road = make_road(rng, length=max(6.0, 0.3 * count))
+            scene = build_scene(road, rng)
+            for s in np.sort(rng.uniform(0.0, road.length, count)):
+                x, y, h = road.pose_at(float(s))
+                hw = road.half_width
+                offset = float(np.clip(rng.normal(0, 0.45 * hw), -1.1 * hw, 1.1 * hw))
+                heading_err = float(np.clip(rng.normal(0, 0.15), -0.45, 0.45))
+                pose = Pose(x - offset * math.sin(h), y + offset * math.cos(h), h + heading_err)
+                cam = Camera(
+                    width=width,
+                    height=height,
+                    hfov_deg=float(rng.uniform(112, 128)),
+                    mount_height=float(rng.uniform(0.17, 0.23)),
+                    pitch_deg=float(rng.uniform(9, 15)),
+                    roll_deg=float(rng.normal(0, 1.5)),
+                )
+                light = (scene.gain * rng.uniform(0.8, 1.2, 3).astype(np.float32), scene.gamma * float(rng.uniform(0.9, 1.1)))
+                frame = render(scene, pose, cam, car, rng=rng, light=light)
+                name = f"images/{len(rows):06d}.jpg"
+                if not cv2.imwrite(str(tmp / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+                    raise OutputError(f"cannot write {tmp / name} (disk full?)")
+                steering = pure_pursuit(road, pose, car, hint_s=float(s))
+                rows.append((name, round(steering, 6)))
+                if progress:
+                    progress(len(rows), n)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["image", "steering"])
+        writer.writerows(rows)
+        (tmp / "labels.csv").write_text(buf.getvalue(), encoding="utf-8")
+        meta = {
+            "format": FORMAT,
+            "frames": len(rows),
+            "size": [width, height],
+            "seed": seed,
+            "per_road": per_road,
+            "roads": n_roads,
+            "stream": DATA_STREAM,
+            "note": "road r uses numpy default_rng([seed, stream, r]); the simulator uses stream 1, disjoint",
+        }
+        (tmp / "roads.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,274 @@
+"""Render the camera view of a road from a car pose, fast, by inverse perspective mapping.
+
+Per road, :func:`build_scene` paints a top-down texture of the ground in world coordinates (surface colours and
+low-frequency texture, edge lines, a dashed centre line, shadows, distractor decals) at a few resolutions, and a
+panorama of the surroundings (sky, walls, furniture, trees). Per frame, :func:`render` takes each camera pixel's
+ground point (see :mod:`edgecnn.sim.camera`), moves it to world coordinates by the car's pose, and samples the
+texture level that matches the pixel's ground footprint (``cv2.remap``); pixels above the ground sample the
+panorama by direction. Lighting (gain, colour cast, gamma), haze and sensor noise are applied last.
+
+Deterministic: a scene depends only on its generator's state, a frame only on the scene, the pose, the camera and
+the ``rng`` passed to :func:`render`. Output frames are ``uint8 HxWx3 BGR``, like a camera's.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edgecnn.sim.bicycle import CarParams, Pose
+from edgecnn.sim.camera import Camera, rays
+from edgecnn.sim.road import Road
+
+RES = 0.025  # metres per texture pixel at the finest level
+LEVELS = (1, 4, 16)  # texture pyramid: 2.5 cm, 10 cm, 40 cm per pixel
+MARGIN = 4.0  # metres of ground painted around the road
+PANO_W, PANO_H = 1024, 128
+PANO_EL = (-0.15, 0.9)  # elevation range of the panorama rows, radians (top row = highest)
+
+# (name, BGR) surfaces: floor, carpet, grass, concrete, dirt; roads are either the floor itself (tape tracks) or
+# a distinct surface.
+_GROUNDS = np.array(
+    [[70, 110, 60], [60, 60, 60], [140, 140, 135], [60, 90, 120], [110, 90, 80], [40, 40, 45], [150, 160, 170]],
+    np.float32,
+)
+_ROADS = np.array([[70, 70, 72], [45, 45, 48], [110, 110, 112], [90, 100, 110]], np.float32)
+_WHITE = np.array([235, 235, 235], np.float32)
+_YELLOW = np.array([40, 200, 235], np.float32)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything needed to render one road.
+
+    Attributes:
+        road: the road.
+        textures: uint8 BGR top-down ground images, finest first; pixel (row, col) of level ``i`` covers world
+            ``x = x0 + col * RES * LEVELS[i]``, ``y = y0 + row * RES * LEVELS[i]``.
+        x0, y0: world coordinates of the textures' (0, 0) pixel, metres.
+        panorama: uint8 (PANO_H, PANO_W, 3) BGR surroundings; column = world azimuth (0..2 pi, counter-clockwise
+            from +x), row 0 = elevation ``PANO_EL[1]``.
+        haze: float32 (3,) BGR colour the ground fades to with distance.
+        haze_distance: metres at which the ground is about 63 % haze.
+        gain: float32 (3,) per-channel light gain; gamma: tone curve exponent.
+        noise: float32 (N, N, 3) sensor noise tile sampled with a random offset per frame.
+    """
+
+    road: Road
+    textures: tuple[np.ndarray, ...]
+    x0: float
+    y0: float
+    panorama: np.ndarray
+    haze: np.ndarray
+    haze_distance: float
+    gain: np.ndarray
+    gamma: float
+    noise: np.ndarray
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int, amp: float) -> np.ndarray:
+    """float32 (h, w) noise of about ``cell`` pixels' feature size and ``amp`` standard deviation."""
+    small = rng.standard_normal((max(h // cell, 2) + 1, max(w // cell, 2) + 1)).astype(np.float32) * amp
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _offset_line(road: Road, offset: float) -> np.ndarray:
+    """float64 (N, 2) points ``offset`` metres to the left of the centre line."""
+    n = np.stack([-np.sin(road.heading), np.cos(road.heading)], 1)
+    return road.xy + offset * n
+
+
+def build_scene(road: Road, rng: np.random.Generator) -> Scene:
+    """Paint the textures, panorama and lighting of one road (about 20-60 ms)."""
+    # The road (both lanes) lies within 3 half-widths of the driving line.
+    lo = road.xy.min(0) - MARGIN - 3 * road.half_width
+    hi = road.xy.max(0) + MARGIN + 3 * road.half_width
+    w = int(math.ceil((hi[0] - lo[0]) / RES / LEVELS[-1])) * LEVELS[-1]
+    h = int(math.ceil((hi[1] - lo[1]) / RES / LEVELS[-1])) * LEVELS[-1]
+
+    def px(points: np.ndarray) -> np.ndarray:
+        # cv2 drawing with 4 fractional bits, for sub-pixel accurate lines.
+        return np.round((points - lo) / RES * 16).astype(np.int32).reshape(-1, 1, 2)
+
+    ground = _GROUNDS[rng.integers(len(_GROUNDS))] + rng.normal(0, 15, 3).astype(np.float32)
+    # Floor texture: two scales of blotches, one grey-level field (cheap), tinted per channel.
+    blotch = _smooth_noise(rng, h, w, 40, rng.uniform(4, 18)) + _smooth_noise(rng, h, w, 8, rng.uniform(2, 8))
+    tex = ground + blotch[..., None] * rng.uniform(0.8, 1.2, 3).astype(np.float32)
+
+    # The car drives in the right-hand lane of a two-lane track (as on Donkey Car tracks): a white edge line on
+    # its right, the dashed yellow centre line on its left, and the other lane's white edge beyond.
+    hw = road.half_width
+    if rng.random() < 0.6:  # a distinct road surface; otherwise tape lines on the floor
+        surface = (_ROADS[rng.integers(len(_ROADS))] + rng.normal(0, 10, 3)).tolist()
+        extra = rng.uniform(0.05, 0.3)
+        cv2.polylines(tex, [px(_offset_line(road, hw))], False, surface, int(4 * hw / RES + 2 * extra / RES), cv2.LINE_AA, shift=4)
+        tex += blotch[..., None] * 0.3  # keep some texture on the road too
+
+    # Distractor decals (leaves, papers, stains, tape scraps, cones' footprints), mostly off the road.
+    for _ in range(int(rng.integers(5, 40))):
+        s = rng.uniform(0, road.length + 10)
+        on_road = rng.random() < 0.25
+        side = rng.uniform(-hw, 3 * hw) if on_road else rng.choice([-1, 1]) * rng.uniform(2 * hw + 0.2, 2 * hw + MARGIN - 0.5) + hw
+        cx, cy, hd = road.pose_at(s)
+        c = np.array([cx - side * math.sin(hd), cy + side * math.cos(hd)])
+        col = rng.uniform(0, 255, 3).tolist()
+        centre = tuple(int(v) for v in ((c - lo) / RES * 16))
+        axes = tuple(int(v) for v in rng.uniform(0.03, 0.25 if on_road else 0.5, 2) / RES * 16)
+        cv2.ellipse(tex, centre, axes, float(rng.uniform(0, 180)), 0, 360, col, -1, cv2.LINE_AA, shift=4)
+
+    # Lane markings, with occasional dropouts of one line.
+    line_w = max(int(round(rng.uniform(0.04, 0.07) / RES)), 1)
+    edge_col = (_WHITE if rng.random() < 0.85 else _YELLOW) * rng.uniform(0.75, 1.0)
+    for off in (-hw, 3 * hw):
+        if rng.random() < 0.95:
+            cv2.polylines(tex, [px(_offset_line(road, off))], False, edge_col.tolist(), line_w, cv2.LINE_AA, shift=4)
+    if rng.random() < 0.9:
+        centre_col = (_YELLOW if rng.random() < 0.8 else _WHITE) * rng.uniform(0.75, 1.0)
+        dash = rng.uniform(0.15, 0.5)
+        gap = rng.uniform(0.15, 0.5) if rng.random() < 0.85 else 0.0
+        period = max(int(round((dash + gap) / road.ds)), 1)
+        on = max(int(round(dash / road.ds)), 1)
+        left = _offset_line(road, hw)
+        segs = [px(left[i : min(i + on, len(left) - 1) + 1]) for i in range(int(rng.integers(0, period)), len(left) - 1, period)]
+        cv2.polylines(tex, segs, False, centre_col.tolist(), line_w, cv2.LINE_AA, shift=4)
+
+    # Soft shadows (trees, furniture, people) painted on the ground.
+    n_shadows = int(rng.integers(0, 7))
+    if n_shadows:
+        shade = np.ones((h, w), np.float32)
+        for _ in range(n_shadows):
+            cx, cy, _hd = road.pose_at(rng.uniform(0, road.length + 5))
+            c = np.array([cx, cy]) + rng.normal(0, 1.0, 2)
+            k = int(rng.integers(3, 7))
+            ang = np.sort(rng.uniform(0, 2 * math.pi, k))
+            rad = rng.uniform(0.2, 1.2, k)
+            poly = c + np.stack([np.cos(ang) * rad, np.sin(ang) * rad], 1)
+            cv2.fillPoly(shade, [px(poly)], float(rng.uniform(0.35, 0.75)), cv2.LINE_AA, shift=4)
+        tex *= cv2.blur(shade, (5, 5))[..., None]
+
+    # A slight blur: anti-aliased lines still show texture-pixel steps when the near field magnifies them.
+    fine = cv2.GaussianBlur(np.clip(tex, 0, 255, out=tex).astype(np.uint8), (3, 3), 0.8)
+    textures = [fine]
+    for f in LEVELS[1:]:
+        textures.append(cv2.resize(fine, (w // f, h // f), interpolation=cv2.INTER_AREA))
+
+    haze = np.clip(rng.uniform(120, 230) + rng.normal(0, 15, 3), 0, 255).astype(np.float32)
+    pano = _panorama(rng, haze)
+    gain = (rng.uniform(0.55, 1.35) * rng.uniform(0.85, 1.15, 3)).astype(np.float32)
+    noise = rng.normal(0, rng.uniform(1.0, 7.0), (256, 256, 3)).astype(np.float32)  # sensor noise, 8-bit units
+    return Scene(
+        road=road,
+        textures=tuple(textures),
+        x0=float(lo[0]),
+        y0=float(lo[1]),
+        panorama=pano,
+        haze=haze,
+        haze_distance=float(rng.uniform(5.0, 14.0)),
+        gain=gain,
+        gamma=float(rng.uniform(0.75, 1.3)),
+        noise=noise,
+    )
+
+
+def _panorama(rng: np.random.Generator, haze: np.ndarray) -> np.ndarray:
+    """Surroundings as an azimuth x elevation image: a sky or ceiling gradient, and walls, furniture and trees."""
+    el = np.linspace(PANO_EL[1], PANO_EL[0], PANO_H, dtype=np.float32)[:, None, None]
+    top = rng.uniform(60, 255, 3).astype(np.float32)
+    t = np.clip(el / PANO_EL[1], 0, 1)
+    pano = np.broadcast_to(haze * (1 - t) + top * t, (PANO_H, PANO_W, 3)).copy()
+    horizon_row = int(PANO_H * PANO_EL[1] / (PANO_EL[1] - PANO_EL[0]))
+    for _ in range(int(rng.integers(4, 30))):
+        x = int(rng.integers(0, PANO_W))
+        wdt = int(rng.integers(8, 160))
+        height = int(rng.integers(4, horizon_row))
+        col = rng.uniform(20, 240, 3).tolist()
+        y1 = horizon_row + int(rng.integers(0, 6))
+        for xs in (x, x - PANO_W):  # wrap around 2 pi
+            if rng.random() < 0.3:  # a tree: a trunk and a blob
+                cv2.rectangle(pano, (xs + wdt // 2 - 2, y1 - height // 2), (xs + wdt // 2 + 2, y1), col, -1)
+                cv2.ellipse(pano, (xs + wdt // 2, y1 - height // 2), (wdt // 2, max(height // 2, 2)), 0, 0, 360, col, -1)
+            else:
+                cv2.rectangle(pano, (xs, y1 - height), (xs + wdt, y1), col, -1)
+    for _ in range(int(rng.integers(0, 40))):  # ceiling lights / bright windows
+        c = (int(rng.integers(0, PANO_W)), int(rng.integers(0, horizon_row - 8)))
+        cv2.ellipse(pano, c, (int(rng.integers(2, 8)), int(rng.integers(1, 4))), 0, 0, 360, (250, 250, 250), -1)
+    pano += rng.normal(0, 4, pano.shape).astype(np.float32)
+    return np.clip(pano, 0, 255).astype(np.uint8)
+
+
+def render(
+    scene: Scene,
+    pose: Pose,
+    camera: Camera | None = None,
+    car: CarParams | None = None,
+    rng: np.random.Generator | None = None,
+    light: tuple[np.ndarray, float] | None = None,
+) -> np.ndarray:
+    """The camera frame seen from ``pose``: ``uint8 (camera.height, camera.width, 3) BGR``.
+
+    ``camera`` defaults to :class:`Camera` (160x120), ``car`` to :class:`CarParams` (camera 0.2 m ahead of the
+    rear axle).
+    ``rng`` draws the per-frame sensor noise offset (no noise when None). ``light`` overrides the scene's
+    ``(gain, gamma)``, so data generation can vary lighting per frame on a shared scene.
+    """
+    camera = camera or Camera()
+    car = car or CarParams()
+    r = rays(camera)
+    cos_y, sin_y = math.cos(pose.yaw), math.sin(pose.yaw)
+    cam_x = pose.x + car.camera_forward * cos_y
+    cam_y = pose.y + car.camera_forward * sin_y
+    wx = cam_x + r.fwd * cos_y - r.left * sin_y
+    wy = cam_y + r.fwd * sin_y + r.left * cos_y
+    col0 = (wx - scene.x0) / RES
+    row0 = (wy - scene.y0) / RES
+
+    # Texture level from the pixel's ground footprint (LEVELS grow 4x): a hat-weighted blend of the two levels
+    # that bracket it, trilinear-style, so the far field does not alias. The weights depend only on the camera.
+    weights = _level_weights(camera)
+    border = tuple(float(v) for v in scene.textures[0][0, 0])
+    ground = None
+    for i, f in enumerate(LEVELS):
+        # Pixel centres of a coarser level sit at (k + 0.5) * f - 0.5 fine pixels.
+        mx = ((col0 + 0.5) / f - 0.5).astype(np.float32)
+        my = ((row0 + 0.5) / f - 0.5).astype(np.float32)
+        sample = cv2.remap(scene.textures[i], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        part = sample * weights[i]
+        ground = part if ground is None else ground + part
+
+    # Haze: the ground fades to the horizon colour with distance.
+    fade = (1.0 - np.exp(-r.dist / scene.haze_distance))[..., None]
+    ground = ground * (1 - fade) + scene.haze * fade
+
+    az = (pose.yaw + r.azimuth) % (2 * math.pi)
+    px = (az / (2 * math.pi) * PANO_W).astype(np.float32)
+    py = ((PANO_EL[1] - r.elevation) / (PANO_EL[1] - PANO_EL[0]) * (PANO_H - 1)).astype(np.float32)
+    sky = cv2.remap(scene.panorama, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP).astype(np.float32)
+    img = np.where(r.ground[..., None], ground, sky)
+
+    gain, gamma = light if light is not None else (scene.gain, scene.gamma)
+    # Exposure and tone curve as one per-channel look-up table on 8-bit values (much cheaper than a power).
+    v = np.arange(256, dtype=np.float32)[:, None] / 255.0
+    lut = (255.0 * np.power(np.clip(v * gain[None, :], 0, 1), gamma)).astype(np.uint8).reshape(256, 1, 3)
+    out = cv2.LUT(np.clip(img, 0, 255).astype(np.uint8), lut)
+    if rng is None:
+        return out
+    n = scene.noise
+    oy = int(rng.integers(0, n.shape[0] - camera.height + 1)) if n.shape[0] >= camera.height else 0
+    ox = int(rng.integers(0, n.shape[1] - camera.width + 1)) if n.shape[1] >= camera.width else 0
+    tile = n[oy : oy + camera.height, ox : ox + camera.width]
+    if tile.shape[:2] != out.shape[:2]:  # a camera larger than the noise tile: tile it
+        reps = (-(-camera.height // n.shape[0]), -(-camera.width // n.shape[1]), 1)
+        tile = np.tile(n, reps)[: camera.height, : camera.width]
+    return np.clip(out + tile, 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=64)
+def _level_weights(camera: Camera) -> tuple[np.ndarray, ...]:
+    """float32 (H, W, 1) blend weight of each texture level for every pixel of ``camera`` (they sum to 1)."""
+    r = rays(camera)
+    level = np.clip(np.log(np.maximum(r.footprint / RES, 1.0)) / math.log(4.0), 0, len(LEVELS) - 1)
+    return tuple(np.maximum(0.0, 1.0 - np.abs(level - i)).astype(np.float32)[..., None] for i in range(len(LEVELS)))
