@@ -1,4 +1,5 @@
-"""Shared test fixtures: the repository, a CLI runner in a real subprocess, tiny generated data sets."""
+"""Shared test fixtures: the repository, a CLI runner in a real subprocess (optionally with TensorFlow blocked),
+tiny generated data sets and a tiny trained run."""
 
 from __future__ import annotations
 
@@ -31,13 +32,31 @@ class CliResult:
         )
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict | None = None, python: str | None = None, cwd=None) -> CliResult:
-    """Run ``python -m edgecnn ARGS`` in a fresh process and capture its output."""
+def _blocker() -> str:
+    """Code that makes any later import of tensorflow/keras raise (see test_device_line.py)."""
+    from test_device_line import BLOCKER
+
+    return BLOCKER
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, python: str | None = None, cwd=None,
+            block_tf: bool = False) -> CliResult:
+    """Run ``python -m edgecnn ARGS`` in a fresh process and capture its output; with ``block_tf`` any import of
+    TensorFlow or Keras fails in that process, as on a device."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(
-        [python or sys.executable, "-m", "edgecnn", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or REPO,
-    )
+    if block_tf:
+        code = _blocker() + "import runpy, sys; sys.argv[0] = 'edgecnn'; runpy.run_module('edgecnn', run_name='__main__')"
+        cmd = [python or sys.executable, "-c", code, *map(str, args)]
+    else:
+        cmd = [python or sys.executable, "-m", "edgecnn", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or REPO)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_python(code: str, block_tf: bool = True, timeout: float = 120) -> CliResult:
+    """Run Python ``code`` in a fresh process (by default with TensorFlow and Keras blocked)."""
+    proc = subprocess.run([sys.executable, "-c", (_blocker() if block_tf else "") + code], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -59,3 +78,54 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"third-party test data not found at {SHARED_DATA} (only present in the edgecnn workspace)")
     return SHARED_DATA
+
+
+def make_run(root: Path, size: int = 32, per_class: int = 40, epochs: int = 4, arch: str = "compact",
+             seed: int = 0) -> Path:
+    """Generate shapes data under ``root/data`` and train a tiny run at ``root/run`` (model.keras, contract.json,
+    split.json, metrics.json) in the layout of ``edgecnn train``; a few seconds (32x32, a narrow model)."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from edgecnn.contract import Contract
+    from edgecnn.data import shapes
+    from edgecnn.data.imagefolder import scan, split
+    from edgecnn.models.registry import create_model
+    from edgecnn.preprocess import load_image, prepare_batch
+
+    data = shapes.generate(root / "data", size=size, per_class=per_class, seed=seed)
+    folder = scan(data)
+    parts = split(folder)
+    contract = Contract(task="classify", input_height=size, input_width=size, labels=folder.classes, arch=arch)
+    keras.utils.set_random_seed(seed)
+    kw = {"width": 8} if arch == "compact" else {}
+    model = create_model(arch, (size, size, 3), len(folder.classes), **kw)
+    x = prepare_batch([load_image(s.path) for s in parts["train"]], contract)
+    y = np.asarray([s.label for s in parts["train"]])
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+    run = root / "run"
+    run.mkdir(parents=True)
+    model.save(run / "model.keras")
+    contract.save(run / "contract.json")
+    splits = {k: [[s.path, s.label] for s in v] for k, v in parts.items()}
+    (run / "split.json").write_text(json.dumps({"task": "classify", "data": str(data), "splits": splits}))
+    (run / "metrics.json").write_text("{}")
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A tiny trained classify run (see :func:`make_run`), shared read-only; its data is ``tiny_run.parent / "data"``."""
+    return make_run(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_calibration(tiny_run, tmp_path_factory) -> Path:
+    """A 100-item calibration set from ``tiny_run``'s training split (seed 0)."""
+    from edgecnn.quantize import calibration as cal
+
+    out = tmp_path_factory.mktemp("calibration") / "tiny"
+    return cal.build(cal.source_from_run(tiny_run), out, count=100, seed=0)[0]

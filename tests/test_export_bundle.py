@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from test_quantize_fixtures import make_run, run_cli, run_python
+from conftest import run_cli, run_python
 
 pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def bundle(tiny_run, tmp_path_factory):
     root = tmp_path_factory.mktemp("x")
-    run = make_run(root)
+    run = tiny_run
     calib = root / "calibration" / "tiny"
     # the run-folder form of calibrate, as the pipeline uses it; it must not need TensorFlow
     r = run_cli("calibrate", str(run), "--out", str(calib), "--count", "100", block_tf=True)
@@ -59,13 +59,13 @@ def test_bundle_loads_without_tensorflow(bundle):
     code = f"""
 import numpy as np
 from edgecnn.runtime.metadata import read_contract
-from edgecnn.quantize.precision import inspect_model
-from edgecnn.export.evaluate import make_interpreter, predict
+from edgecnn.runtime.inspect import read_model_info
+from edgecnn.export.evaluate import predict
 from edgecnn.labels import read_labels
 from edgecnn.preprocess import load_image, prepare
 data = open({str(bundle["out"] / "model_int8.tflite")!r}, 'rb').read()
 c = read_contract(data)
-info = inspect_model(data)
+info = read_model_info(data)
 probs = predict(data, prepare(load_image({img!r}), c)[None])
 labels = read_labels({str(bundle["out"] / "labels.txt")!r})
 print(c.task, c.input_height, c.color_order, c.extra['precision'], info.precision, probs.shape, len(labels))
@@ -144,7 +144,7 @@ def test_existing_bundle_is_kept_and_bad_inputs_are_one_line(bundle, tmp_path):
 
 
 def test_staged_dir_leaves_destination_untouched_on_failure(tmp_path):
-    from edgecnn.quantize.staging import staged_dir
+    from edgecnn.atomic import staged_dir
 
     dest = tmp_path / "bundle"
     dest.mkdir()
@@ -166,9 +166,9 @@ def test_test_images_found_in_the_calibration_set_are_not_scored(bundle):
 
     from edgecnn.export.bundle import _test_data
     from edgecnn.quantize.calibration import load_calibration
-    from edgecnn.quantize.runfolder import read_run
+    from edgecnn.train.run import load_run
 
-    run = read_run(bundle["run"])
+    run = load_run(bundle["run"])
     calib = load_calibration(bundle["calib"])
     test = run.splits["test"]
     # pretend the first test image had slipped into the calibration set (same bytes)

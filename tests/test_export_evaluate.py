@@ -1,4 +1,5 @@
-"""The TensorFlow-free scoring helpers that compare reuses: input quantization, output dequantization, metrics."""
+"""The TensorFlow-free scoring helpers of export (input quantization and output dequantization are the device
+runtime's, tested in test_runtime_adapters.py)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,9 @@ import numpy as np
 import pytest
 
 from edgecnn.contract import Contract
-from edgecnn.export.evaluate import dequantize_output, quantize_input, score_outputs, steering_of
+from edgecnn.export.evaluate import score_outputs, steering_of
 
 pytestmark = pytest.mark.device
-
-
-def test_quantize_input_uses_the_tensor_scale_and_saturates():
-    detail = {"dtype": np.int8, "quantization": (1 / 255, -128)}
-    x = np.array([-1.0, 0.0, 100 / 255, 1.0, 2.0], np.float32)
-    assert quantize_input(x, detail).tolist() == [-128, -128, -28, 127, 127]
-    assert quantize_input(x, {"dtype": np.float32, "quantization": (0.0, 0)}).dtype == np.float32
-
-
-def test_dequantize_widens_before_subtracting():
-    # int8 127 - (-128) overflows int8; the result must be 255 * scale, not a wrapped value.
-    y = np.array([[127, -128]], np.int8)
-    out = dequantize_output(y, {"quantization": (1 / 256, -128)})
-    assert out.dtype == np.float32 and out.tolist() == [[255 / 256, 0.0]]
 
 
 def test_scores_classify_and_steer_heads():
@@ -35,3 +22,5 @@ def test_scores_classify_and_steer_heads():
     # equal logits: the mixture mean is the average of the two means
     out = np.array([[0.0, 0.0, -0.6, 0.2, -1.0, -1.0]], np.float32)
     assert steering_of(out, gmm)[0] == pytest.approx(-0.2)
+    # decoded as on the device: clipped to the contract's steering range
+    assert steering_of(np.array([[1.7], [-0.3]], np.float32), reg).tolist() == pytest.approx([1.0, -0.3])

@@ -10,7 +10,7 @@ import pytest
 
 from edgecnn.errors import DataError
 from edgecnn.quantize import calibration as cal
-from test_quantize_fixtures import run_cli, run_python
+from conftest import run_cli, run_python
 
 pytestmark = pytest.mark.device
 

@@ -9,19 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_quantize_fixtures import make_run, run_cli, run_python
+from conftest import run_cli, run_python
 
 pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    from edgecnn.quantize import calibration as cal
-
-    root = tmp_path_factory.mktemp("q")
-    run = make_run(root)
-    calib, _ = cal.build(cal.source_from_run(run), root / "calibration" / "tiny", count=100, seed=0)
-    return {"root": root, "run": run, "calib": calib}
+def env(tiny_run, tiny_calibration):
+    return {"root": tiny_run.parent, "run": tiny_run, "calib": tiny_calibration}
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +33,9 @@ def prep(env):
 ])
 def test_precision_is_read_back_from_the_model(prep, precision, io, expect):
     from edgecnn.quantize.convert import convert
-    from edgecnn.quantize.precision import inspect_model
+    from edgecnn.runtime.inspect import read_model_info
 
-    info = inspect_model(convert(prep.model, precision, prep.calib_inputs, io))
+    info = read_model_info(convert(prep.model, precision, prep.calib_inputs, io))
     assert (info.precision, info.inputs[0].dtype) == expect
     assert info.outputs[0].dtype == expect[1]
     assert info.inputs[0].shape[0] == 1  # static batch 1
@@ -92,14 +87,14 @@ def test_keep_float_explicit_and_auto(prep, env):
     from edgecnn.quantize.convert import convert
     from edgecnn.quantize.fidelity import layer_report
     from edgecnn.quantize.pipeline import heldout
-    from edgecnn.quantize.precision import inspect_model
+    from edgecnn.runtime.inspect import read_model_info
     from edgecnn.quantize.selective import keep_float
 
     int8 = convert(prep.model, "int8", prep.calib_inputs)
     rep = layer_report(prep.model_b1, prep.calib_inputs, samples=16)
     x, y = heldout(prep.run)
     res = keep_float(prep.model_b1, int8, prep.calib_inputs, rep, x, y, prep.run.contract, 0.5, ["stem"])
-    info = inspect_model(res.model)
+    info = read_model_info(res.model)
     assert res.kept_float and all("stem" in t for t in res.kept_float)
     assert info.precision == "mixed" and info.inputs[0].dtype == "int8" and info.outputs[0].dtype == "int8"
     assert "CONV_2D" in info.float_ops

@@ -25,7 +25,7 @@ def cli(data, out, count, seed, img_size, overwrite):
 
     from edgecnn.errors import DataError
     from edgecnn.quantize import calibration as cal
-    from edgecnn.quantize.runfolder import is_run_folder
+    from edgecnn.train.run import is_run_folder
 
     if count <= 0:
         raise click.BadParameter(f"--count must be positive, got {count}")

@@ -84,15 +84,16 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
     notes: list[str] = []
     if overlap:
         notes.append(f"WARNING: {overlap} test frames are also in the calibration set; the test is not disjoint")
-    vdir = Path(variants_dir) if variants_dir else run.root / "variants"
-    built, build_notes = build_variants(run.root, calibration, vdir, precisions, log)
-    notes += build_notes
-    variants = [Variant("keras", "float (keras)", run.model_path, "reference"), *built]
-    for m in extra_models:
+    given = []
+    for m in extra_models:  # checked (and their precision read) before the slow builds
         p = Path(m)
         if not p.is_file():
             raise ModelError(f"model not found: {p}")
-        variants.append(Variant(p.name, precision_of(p), p, "given"))
+        given.append(Variant(p.name, precision_of(p), p, "given"))
+    vdir = Path(variants_dir) if variants_dir else run.root / "variants"
+    built, build_notes = build_variants(run.root, calibration, vdir, precisions, log)
+    notes += build_notes
+    variants = [Variant("keras", "float (keras)", run.model_path, "reference"), *built, *given]
 
     ref = measure.keras_outputs(run.model_path, test.inputs)
     rows = []

@@ -46,11 +46,11 @@ def select_test_data(run, data: str | None, limit: int | None = None) -> TestDat
     """
     contract: Contract = run.contract
     if data is None or _same_root(data, run.data):
-        rows = run.splits.get("test", [])
+        rows = run.splits.get("test", ())
         if not rows:
             raise DataError(f"{run.root} has no test split; pass --data with test images")
-        paths = [p for p, _ in rows]
-        targets = [t if run.task == "classify" else t[0] for _, t in rows]
+        paths = [i.path for i in rows]
+        targets = [i.target for i in rows]
         source = f"test split of {run.data}"
     elif run.task == "classify":
         from edgecnn.data import imagefolder
@@ -81,13 +81,14 @@ def select_test_data(run, data: str | None, limit: int | None = None) -> TestDat
 
 
 def calibration_overlap(test: TestData, calibration: str | None) -> int | None:
-    """How many test frames are also in the calibration set's sources (None when unknown)."""
+    """How many test frames are also in the calibration set, as the same file or the same bytes (None when
+    unknown)."""
     if not calibration:
         return None
-    try:
-        from edgecnn.quantize.calibration import item_paths, load_calibration
+    from edgecnn.quantize.calibration import in_calibration, load_calibration
 
-        calib_paths = {os.path.realpath(p) for p in item_paths(load_calibration(calibration))}
+    try:
+        calib = load_calibration(calibration)
     except Exception:  # an unreadable manifest is reported by quantize itself; here it is just "unknown"
         return None
-    return sum(os.path.realpath(p) in calib_paths for p in test.paths)
+    return sum(in_calibration(calib, test.paths))

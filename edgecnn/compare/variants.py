@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
-
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
-NEEDS_CALIBRATION = {"int8", "int16x8"}
+from edgecnn.quantize.convert import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,8 @@ def build_variants(run_dir: Path, calibration: str | None, out_dir: Path, precis
 
 
 def precision_of(path: Path) -> str:
-    """The precision a .tflite really has, read from its tensors."""
-    from edgecnn.runtime.inspect import analyse
+    """The precision a .tflite really has, read from its tensors, in the names ``edgecnn inspect`` shows
+    (``float``, ``fp16``, ``dynamic``, ``int8``, ``uint8``, ``16x8``)."""
+    from edgecnn.runtime.inspect import read_model_info
 
-    return analyse(path.read_bytes(), str(path))["quantization"]
+    return read_model_info(path.read_bytes(), str(path)).quantization

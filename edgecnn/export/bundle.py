@@ -35,28 +35,16 @@ class ExportResult:
     micro_text: str | None
 
 
-def _file_sha256(path: str) -> str:
-    import hashlib
-
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError as exc:
-        raise DataError(f"test image {path} cannot be read ({exc.strerror or exc}); was the data folder moved?") from exc
-
-
 def _test_data(prep, log: Log) -> tuple[np.ndarray, np.ndarray, int]:
     """``(float32 N x h x w x c inputs, targets, excluded)`` of the run's test split, minus any image that is
     also in the calibration set (same path or same bytes): evaluation and calibration stay disjoint."""
     from edgecnn.export.evaluate import load_inputs
-    from edgecnn.quantize.calibration import item_paths
+    from edgecnn.quantize.calibration import in_calibration
 
     items = list(prep.run.splits.get("test", ()))
     if not items:
         raise DataError(f"{prep.run.root} has no test split in split.json; cannot measure the exported model")
-    calib_paths = {str(Path(p).resolve()) for p in item_paths(prep.calib)}
-    calib_hashes = {e.get("sha256") for e in prep.calib.manifest.get("items", [])}
-    kept = [i for i in items
-            if str(Path(i.path).resolve()) not in calib_paths and _file_sha256(i.path) not in calib_hashes]
+    kept = [i for i, leaked in zip(items, in_calibration(prep.calib, [i.path for i in items])) if not leaked]
     excluded = len(items) - len(kept)
     if excluded:
         log(f"warning: {excluded} test images are also in the calibration set (same file or same bytes); "
@@ -71,23 +59,19 @@ def export_run(run_dir: str | Path, calibration: str | Path, out: str | Path,
                precisions: Sequence[str] = ("int8",), io: str = "int8", edgetpu: bool = False,
                c_array: bool = False, overwrite: bool = False, log: Log = lambda m: None) -> ExportResult:
     """Write a device bundle for ``run_dir`` to ``out`` (see module docstring)."""
+    from edgecnn.atomic import check_folder_dest, staged_dir
     from edgecnn.export import model_card as mc
     from edgecnn.export.evaluate import predict, score_outputs, steering_of
     from edgecnn.labels import format_labels
     from edgecnn.quantize.convert import PRECISIONS, convert
     from edgecnn.quantize.fidelity import layer_report
     from edgecnn.quantize.pipeline import check_writable, finish_model, prepare
-    from edgecnn.quantize.staging import staged_dir
     from edgecnn.runtime.metadata import read_contract
 
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad:
         raise EdgecnnError(f"--precision must be among {', '.join(PRECISIONS)}, got: {', '.join(bad)}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise EdgecnnError(f"--out must be a folder, got a file: {out}")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise EdgecnnError(f"{out} already exists and is not empty; pass --overwrite or choose another --out")
+    out = check_folder_dest(out, overwrite)  # before the slow part; staged_dir checks again at the end
     check_writable(out.parent)
     prep = prepare(run_dir, calibration, log)
     contract = prep.run.contract

@@ -118,10 +118,10 @@ def readiness(model: bytes, compile: bool = True) -> tuple[EdgeTpuReport, bytes 
     """Check ``model`` (.tflite bytes): ``(report, Edge TPU-compiled bytes or None)``."""
     from collections import Counter
 
-    from edgecnn.quantize.precision import inspect_model
+    from edgecnn.runtime.inspect import read_model_info
 
-    info = inspect_model(model)
-    shape = info.inputs[0].shape if info.inputs else ()
+    info = read_model_info(model)
+    shape = info.inputs[0].signature if info.inputs else ()  # -1 marks a dynamic dimension
     static = bool(shape) and shape[0] == 1 and all(d > 0 for d in shape)
     full_int = info.precision == "int8"
     bad = dict(Counter(name for name, _ in info.ops if name not in EDGETPU_OPS))

@@ -72,25 +72,27 @@ def _capture_stderr():
 
 def check(model: bytes, inputs: np.ndarray, tolerance_steps: float = 1.0) -> MicroCheck:
     """Compare TFLM with LiteRT on ``inputs`` (``float32 N x h x w x c``, normalised; quantized here)."""
-    from edgecnn.export.evaluate import make_interpreter, quantize_input
+    from edgecnn.runtime.adapters import input_specs, output_specs, quantize
+    from edgecnn.runtime.interpreter import make_interpreter
 
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError as exc:
         raise ModelError("the C-array check needs tflite-micro: pip install tflite-micro") from exc
-    lite = make_interpreter(model)
-    ind, outd = lite.get_input_details()[0], lite.get_output_details()[0]
-    integer = np.issubdtype(outd["dtype"], np.integer)
+    lite = make_interpreter(model, threads=1)
+    ind, outd = input_specs(lite)[0], output_specs(lite)[0]
+    integer = np.issubdtype(np.dtype(outd.dtype), np.integer)
     tol = tolerance_steps if integer else 1e-5
     diff, arena = 0.0, None
     try:
         with _capture_stderr() as log:
             micro = runtime.Interpreter.from_bytes(model)
             for i in range(len(inputs)):
-                x = quantize_input(inputs[i : i + 1], ind)
-                lite.set_tensor(ind["index"], x)
+                # the same integer input for both interpreters; outputs compared raw, in quantization steps
+                x = quantize(inputs[i : i + 1], ind)
+                lite.set_tensor(ind.index, x)
                 lite.invoke()
-                ref = lite.get_tensor(outd["index"])
+                ref = lite.get_tensor(outd.index)
                 micro.set_input(x, 0)
                 micro.invoke()
                 got = micro.get_output(0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -154,15 +155,15 @@ def source_from_data(root: str | Path, input_size: tuple[int, int], resize: str 
 
 def source_from_run(run_dir: str | Path) -> CalibrationSource:
     """A run folder: the train split of its split.json, at its contract's input size."""
-    from edgecnn.quantize.runfolder import read_run
+    from edgecnn.train.run import load_run
 
-    run = read_run(run_dir)
+    run = load_run(run_dir)
     items = run.splits.get("train", ())
     if not items:
         raise DataError(f"{run.root} has no training split in split.json; re-run edgecnn train")
     c = run.contract
     return CalibrationSource("run", str(Path(run.root).resolve()), run.task, tuple((i.path, i.target) for i in items),
-                             tuple(c.labels), c.input_height, c.input_width, c.resize, run.data_root)
+                             tuple(c.labels), c.input_height, c.input_width, c.resize, run.data)
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -245,7 +246,7 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, Coverage]:
     """Select, load and write a calibration set to ``out`` atomically; return ``(out, coverage)``."""
-    from edgecnn.quantize.staging import staged_dir
+    from edgecnn.atomic import staged_dir
 
     picked = select(source, count, seed)
     h, w = source.input_height, source.input_width
@@ -301,6 +302,23 @@ def item_paths(calib: CalibrationSet) -> list[str]:
     """Absolute source paths of a set's items (relative ones are joined to the manifest's data root)."""
     root = calib.manifest.get("source", {}).get("data_root", "")
     return [str(Path(root, e["source"])) if root else e["source"] for e in calib.manifest.get("items", [])]
+
+
+def in_calibration(calib: CalibrationSet, paths: Sequence[str]) -> list[bool]:
+    """For each image file in ``paths``: is it also in ``calib``, as the same file (resolved path) or the same
+    bytes (a copy)? Evaluation sets must be disjoint from calibration. DataError when a file cannot be read."""
+    calib_paths = {os.path.realpath(p) for p in item_paths(calib)}
+    calib_hashes = {e.get("sha256") for e in calib.manifest.get("items", [])}
+
+    def inside(path: str) -> bool:
+        if os.path.realpath(path) in calib_paths:
+            return True
+        try:
+            return _sha256(Path(path).read_bytes()) in calib_hashes
+        except OSError as exc:
+            raise DataError(f"{path} cannot be read ({exc.strerror or exc}); was the data folder moved?") from exc
+
+    return [inside(p) for p in paths]
 
 
 def _coverage(source: CalibrationSource, images: np.ndarray, targets: np.ndarray, seed: int,

@@ -7,7 +7,7 @@ used. The representative dataset is the calibration set through :func:`edgecnn.p
 preprocessing as training.
 
 Every conversion is checked by reading the precision back from the produced flatbuffer
-(:func:`edgecnn.quantize.precision.inspect_model`); a mismatch is a bug, never a silent mislabel.
+(:func:`edgecnn.runtime.inspect.read_model_info`); a mismatch is a bug, never a silent mislabel.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from edgecnn.errors import EdgecnnError, ModelError
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("int8", "uint8")
-# What inspect_model must find for each precision (the int8 io type decides int8 vs uint8 tensors).
+# What read_model_info must find for each precision (the int8 io type decides int8 vs uint8 tensors).
 EXPECTED = {"fp32": ("fp32",), "fp16": ("fp16",), "dynamic": ("dynamic",), "int8": ("int8",),
             "int16x8": ("int16x8",)}
 
@@ -108,10 +108,10 @@ def run_converter(conv) -> bytes:
 
 def convert(model, precision: str, representative: np.ndarray | None = None, io: str = "int8") -> bytes:
     """``model`` (keras.Model, any batch) -> .tflite bytes at ``precision``; the precision is verified."""
-    from edgecnn.quantize.precision import inspect_model
+    from edgecnn.runtime.inspect import read_model_info
 
     data = run_converter(make_converter(batch1(model), precision, representative, io))
-    got = inspect_model(data)
+    got = read_model_info(data)
     if got.precision not in EXPECTED[precision]:
         raise ModelError(f"conversion to {precision} produced a {got.precision} model (input {got.inputs[0].dtype}, "
                          f"output {got.outputs[0].dtype}); this is a bug, please report it")

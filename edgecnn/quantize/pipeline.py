@@ -19,9 +19,9 @@ from edgecnn.contract import Contract
 from edgecnn.errors import DataError, EdgecnnError, OutputError
 from edgecnn.quantize.calibration import CalibrationSet
 from edgecnn.quantize.fidelity import FidelityReport
-from edgecnn.quantize.precision import ModelInfo
-from edgecnn.quantize.runfolder import RunFolder
 from edgecnn.quantize.selective import KeepFloatResult
+from edgecnn.runtime.inspect import ModelInfo
+from edgecnn.train.run import RunInfo
 
 Log = Callable[[str], None]
 
@@ -36,7 +36,7 @@ class Prepared:
         calib: the calibration set; ``calib_inputs`` its ``float32 N x h x w x c`` model inputs.
     """
 
-    run: RunFolder
+    run: RunInfo
     model: Any
     model_b1: Any
     calib: CalibrationSet
@@ -65,12 +65,12 @@ def prepare(run_dir: str | Path, calibration: str | Path, log: Log = lambda m: N
     from edgecnn.quantize.calibration import check_compatible, load_calibration, model_inputs
     from edgecnn.quantize.convert import batch1
     from edgecnn.quantize.keras_model import check_keras_file, load_keras_model
-    from edgecnn.quantize.runfolder import read_run
+    from edgecnn.train.run import load_run
 
     p = Path(run_dir)
     if p.is_file():
         check_keras_file(p)  # a non-Keras file is named as such before we look for its contract
-    run = read_run(run_dir)
+    run = load_run(run_dir)
     check_keras_file(run.model_path)
     calib = load_calibration(calibration)
     check_compatible(calib, run.contract)
@@ -105,16 +105,16 @@ def contract_with_quantization(contract: Contract, info: ModelInfo, calib: Calib
 
 def finish_model(data: bytes, prep: Prepared, kept_float: Sequence[str] = ()) -> tuple[bytes, ModelInfo]:
     """Embed the contract (with quantization parameters) into ``data`` and re-read its precision."""
-    from edgecnn.quantize.precision import inspect_model
+    from edgecnn.runtime.inspect import read_model_info
     from edgecnn.runtime.metadata import embed_contract, read_contract
 
-    info = inspect_model(data)
+    info = read_model_info(data)
     uses_calib = info.precision not in ("fp32", "fp16", "dynamic")
     contract = contract_with_quantization(prep.run.contract, info, prep.calib if uses_calib else None, kept_float)
     out = embed_contract(data, contract)
     if read_contract(out) != contract:
         raise EdgecnnError("the contract embedded in the model does not read back; this is a bug, please report it")
-    return out, inspect_model(out)
+    return out, read_model_info(out)
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class QuantizeResult:
     keep_float: KeepFloatResult | None
 
 
-def heldout(run: RunFolder, limit: int = 300) -> tuple[np.ndarray, np.ndarray]:
+def heldout(run: RunInfo, limit: int = 300) -> tuple[np.ndarray, np.ndarray]:
     """``(float32 M x h x w x c inputs, targets)`` of the run's validation split (disjoint from calibration)."""
     from edgecnn.export.evaluate import load_inputs
 

@@ -101,7 +101,7 @@ def quantize_keeping(model_b1, inputs: np.ndarray, tensors: Sequence[str], io_ty
     """int8 conversion of ``model_b1`` with ``tensors`` left in float; integer input and output are kept."""
     from edgecnn.quantize.convert import quiet_native_logs
     from edgecnn.quantize.fidelity import make_debugger
-    from edgecnn.quantize.precision import inspect_model
+    from edgecnn.runtime.inspect import read_model_info
 
     dbg = make_debugger(model_b1, inputs, io_type, denylisted_nodes=tensors)
     try:
@@ -109,7 +109,7 @@ def quantize_keeping(model_b1, inputs: np.ndarray, tensors: Sequence[str], io_ty
             data = bytes(dbg.get_nondebug_quantized_model())
     except Exception as exc:
         raise ModelError(f"selective quantization failed: {str(exc).splitlines()[0][:200]}") from exc
-    info = inspect_model(data)
+    info = read_model_info(data)
     if any(t.dtype not in ("int8", "uint8") for t in info.inputs + info.outputs):
         raise ModelError("selective quantization lost the integer input/output; this is a bug, please report it")
     return data

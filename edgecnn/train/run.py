@@ -9,6 +9,8 @@ Layout of ``runs/NAME/``:
 * ``config.json``: the training options;
 * ``history.json``: per-epoch metrics; ``metrics.json``: held-out test metrics;
 * ``.backup/``: Keras BackupAndRestore state while training is unfinished (removed at the end).
+
+:func:`load_run` is the one reader of this layout (calibrate, quantize, export, compare and the pipeline use it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.contract import Contract
-from edgecnn.errors import ModelError
+from edgecnn.errors import DataError, ModelError
 
 MODEL_FILE = "model.keras"
 CONTRACT_FILE = "contract.json"
@@ -29,18 +31,36 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 
 
+SPLITS = ("train", "val", "test")
+TASKS = ("classify", "steer")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled image of a run's split.
+
+    Attributes:
+        path: absolute image path.
+        target: class index (classify) or steering in [-1, 1], positive = right (steer).
+        throttle: throttle in [-1, 1] for steer runs that record it, else None.
+    """
+
+    path: str
+    target: float
+    throttle: float | None = None
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """A finished training run.
 
     Attributes:
         root: the run folder.
-        model_path: ``root/model.keras``.
+        model_path: ``root/model.keras`` (or the ``.keras`` file that was given).
         contract: the model's contract.
         task: ``"classify"`` or ``"steer"``.
-        splits: ``{"train"|"val"|"test": [(path, label), ...]}``; label is an int class index for classify,
-            ``(steering, throttle_or_None)`` floats for steer.
-        data: the data set root the run was trained on.
+        splits: ``{"train"|"val"|"test": (Item, ...)}``; empty when the folder has no split.json.
+        data: the data set root the run was trained on ("" when unknown).
         metrics: the contents of ``metrics.json`` (empty when absent).
     """
 
@@ -48,31 +68,66 @@ class RunInfo:
     model_path: Path
     contract: Contract
     task: str
-    splits: dict[str, list[tuple[str, Any]]]
+    splits: dict[str, tuple[Item, ...]]
     data: str
     metrics: dict[str, Any]
 
 
-def load_run(run_dir: str | Path) -> RunInfo:
-    """Read a run folder; ModelError saying what is missing when it is not a finished run."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise ModelError(f"run folder not found: {root}; train one with `edgecnn train DATA --out {root}`")
-    model_path = root / MODEL_FILE
-    if not model_path.is_file():
-        raise ModelError(f"{root} has no {MODEL_FILE}: training did not finish; re-run `edgecnn train` to resume")
-    contract = Contract.load(root / CONTRACT_FILE)
+def is_run_folder(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding ``split.json`` and ``contract.json``."""
+    p = Path(path)
+    return p.is_dir() and (p / SPLIT_FILE).is_file() and (p / CONTRACT_FILE).is_file()
+
+
+def _read_splits(path: Path) -> tuple[str, dict[str, tuple[Item, ...]], str]:
+    """``(task, {"train"|"val"|"test": items}, data root)`` from a ``split.json``; DataError when damaged."""
     try:
-        split = json.loads((root / SPLIT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{root / SPLIT_FILE} is missing or damaged: {exc}") from exc
-    splits: dict[str, list[tuple[str, Any]]] = {}
-    for name, rows in split.get("splits", {}).items():
-        if split.get("task") == "steer":
-            splits[name] = [(r[0], (float(r[1]), None if r[2] is None else float(r[2]))) for r in rows]
-        else:
-            splits[name] = [(r[0], int(r[1])) for r in rows]
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        task = doc["task"]
+        splits: dict[str, tuple[Item, ...]] = {}
+        for name in SPLITS:
+            rows = doc["splits"].get(name, [])
+            if task == "steer":
+                splits[name] = tuple(Item(str(r[0]), float(r[1]), None if len(r) < 3 or r[2] is None else float(r[2]))
+                                     for r in rows)
+            else:
+                splits[name] = tuple(Item(str(r[0]), int(r[1])) for r in rows)
+        data = str(doc.get("data", ""))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise DataError(f"{path} is not a valid split.json ({type(exc).__name__}: {exc}); re-run edgecnn train") from exc
+    if task not in TASKS:
+        raise DataError(f"{path}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    return task, splits, data
+
+
+def load_run(run_dir: str | Path) -> RunInfo:
+    """Read a run folder, or a ``.keras`` file whose folder holds ``contract.json`` (and usually ``split.json``).
+
+    The splits are empty when there is no split.json (a bare model and its contract can still be quantized).
+    Raises ModelError saying what is missing when it is not a run (a SavedModel folder, a folder without
+    ``model.keras``), DataError when its split.json is damaged.
+    """
+    p = Path(run_dir)
+    if not p.exists():
+        raise ModelError(f"run not found: {p}; pass a run folder (runs/NAME, made by `edgecnn train DATA --out "
+                         f"runs/NAME`) or its model.keras")
+    root, model_path = (p, p / MODEL_FILE) if p.is_dir() else (p.parent, p)
+    if p.is_dir() and (p / "saved_model.pb").exists():
+        raise ModelError(f"{p} is a TensorFlow SavedModel folder; edgecnn needs a Keras 3 .keras file in a run folder "
+                         "(save with model.save('model.keras'))")
+    if not model_path.is_file():
+        others = sorted(x.name for x in root.iterdir() if x.suffix in (".h5", ".hdf5", ".keras"))
+        hint = f" (found {', '.join(others)})" if others else ""
+        raise ModelError(f"{root} has no {MODEL_FILE}{hint}: training did not finish (re-run `edgecnn train` to "
+                         "resume) or this is not a run folder")
+    contract = Contract.load(root / CONTRACT_FILE)
+    task, splits, data = contract.task, {}, ""
+    if (root / SPLIT_FILE).is_file():
+        task, splits, data = _read_splits(root / SPLIT_FILE)
     metrics: dict[str, Any] = {}
     if (root / METRICS_FILE).is_file():
-        metrics = json.loads((root / METRICS_FILE).read_text(encoding="utf-8"))
-    return RunInfo(root, model_path, contract, split.get("task", contract.task), splits, split.get("data", ""), metrics)
+        try:
+            metrics = json.loads((root / METRICS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{root / METRICS_FILE} is damaged ({exc}); re-run edgecnn train") from exc
+    return RunInfo(root, model_path, contract, task, splits, data, metrics)
