@@ -4,6 +4,10 @@ Inputs and outputs (name, shape, dtype, scale, zero point), operator counts, siz
 multiply-accumulates, the quantization kind (float, fp16, dynamic, int8, uint8, 16x8), our contract if present,
 Edge TPU custom ops if present, and whether this machine's runtime can load it. The parsing and the trial load
 run in :mod:`edgecnn.runtime.sandbox`, so a hostile or broken file cannot take the caller down.
+
+:func:`read_model_info` is the one flatbuffer reader for "what precision is this model": ``quantize`` and
+``export`` use it (in-process, on files they have just written) to verify what they wrote, ``compare`` to label
+its rows, and ``inspect`` to describe any file.
 """
 
 from __future__ import annotations
@@ -104,6 +108,72 @@ class ModelCard:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output, read from the flatbuffer.
+
+    Attributes:
+        name: tensor name.
+        dtype: numpy dtype name (``"float32"``, ``"int8"``, ``"uint8"``, ``"int16"``, ...).
+        shape: static shape, batch first; a dynamic dimension keeps its placeholder size.
+        signature: the shape with -1 for each dynamic dimension (the static shape when the model has none).
+        scale, zero_point: affine quantization ``real = scale * (q - zero_point)``; ``scale == 0`` for float.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    signature: tuple[int, ...]
+    scale: float = 0.0
+    zero_point: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form :class:`ModelCard` shows (``name``, ``shape``, ``dtype``, ``scale``, ``zero_point``)."""
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "scale": self.scale,
+                "zero_point": self.zero_point}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a .tflite really is, from one pass over its flatbuffer (never from its file name).
+
+    Two presentations of the same facts: ``precision`` in the names ``edgecnn quantize`` writes, and
+    ``quantization`` in the names ``edgecnn inspect`` shows (which also covers third-party models).
+
+    Attributes:
+        precision: ``fp32``, ``fp16``, ``dynamic``, ``int8`` (integer activations and I/O), ``int8-float-io``
+            (integer activations, float I/O), ``int16x8``, or ``mixed`` (integer with some float layers).
+        quantization: ``float``, ``fp16``, ``dynamic``, ``int8``, ``uint8`` (legacy full-integer) or ``16x8``.
+        inputs, outputs: the first subgraph's inputs and outputs.
+        weight_dtypes: ``{dtype: count}`` of constant op inputs (weights, biases) in the first subgraph.
+        activation_dtypes: ``{dtype: count}`` of op outputs in the first subgraph.
+        ops: ``(op name, output dtype)`` of the first subgraph in execution order; custom ops as ``CUSTOM:name``.
+        operator_counts: op name -> count over all subgraphs (custom ops by their custom name).
+        parameters: elements in constant tensors. macs: multiply-accumulates for one inference.
+        custom_ops: custom op names, sorted. subgraphs: number of subgraphs. size_bytes: file size.
+    """
+
+    precision: str
+    quantization: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    weight_dtypes: dict[str, int]
+    activation_dtypes: dict[str, int]
+    ops: tuple[tuple[str, str], ...]
+    operator_counts: dict[str, int]
+    parameters: int
+    macs: int
+    custom_ops: tuple[str, ...]
+    subgraphs: int
+    size_bytes: int
+
+    @property
+    def float_ops(self) -> tuple[str, ...]:
+        """Ops computing in float (their output is float32/float16), excluding the trailing DEQUANTIZE of a
+        float-output model."""
+        return tuple(name for name, dt in self.ops if dt in ("float32", "float16") and name != "DEQUANTIZE")
+
+
 def _names(enum_cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
@@ -123,53 +193,72 @@ def _prod(shape: list[int]) -> int:
     return n
 
 
-def _tensor_info(t: Any, dtypes: dict[int, str]) -> dict[str, Any]:
+def _tensor_info(t: Any, dtypes: dict[int, str]) -> TensorInfo:
     q = t.quantization
     scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else 0.0
     zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
     name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "")
-    return {"name": name, "shape": _shape(t), "dtype": dtypes.get(t.type, str(t.type)).lower(),
-            "scale": scale, "zero_point": zero}
+    sig = t.shapeSignature if t.shapeSignature is not None and len(t.shapeSignature) else t.shape
+    signature = tuple(int(v) for v in (sig if sig is not None else []))
+    return TensorInfo(name, dtypes.get(t.type, str(t.type)).lower(), tuple(_shape(t)), signature, scale, zero)
 
 
-def analyse(data: bytes, path: str = "model") -> dict[str, Any]:
-    """Parse .tflite bytes into the static fields of a :class:`ModelCard` (as a dict). Pure Python."""
-    from edgecnn.runtime.metadata import _check_identifier, _schema, read_contract
+def read_model_info(data: bytes, path: str = "model") -> ModelInfo:
+    """Parse .tflite bytes into a :class:`ModelInfo`: the one flatbuffer reader behind ``inspect``, ``quantize``,
+    ``export`` and ``compare``. Pure Python (the schema ai-edge-litert ships), no TensorFlow.
+
+    Raises ModelError when ``data`` is not a TFLite model or its flatbuffer is damaged.
+    """
+    from edgecnn.runtime.metadata import _check_identifier, _schema
 
     _check_identifier(data)
     schema = _schema()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+        return _walk(model, schema, len(data), path)
+    except ModelError:
+        raise
     except Exception as exc:  # a damaged flatbuffer raises anything from IndexError to struct.error
         raise ModelError(f"{path}: the model's flatbuffer is damaged ({type(exc).__name__}); re-export it") from exc
+
+
+def _walk(model: Any, schema: Any, size: int, path: str) -> ModelInfo:
     ops_enum, dtypes = _names(schema.BuiltinOperator), _names(schema.TensorType)
-    opnames = []
+    opnames: list[str] = []
+    is_custom: list[bool] = []
     for oc in model.operatorCodes or []:
         code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-        if code == schema.BuiltinOperator.CUSTOM:
+        is_custom.append(code == schema.BuiltinOperator.CUSTOM)
+        if is_custom[-1]:
             cc = oc.customCode
             opnames.append(cc.decode("utf-8", "replace") if isinstance(cc, bytes) else str(cc or "custom"))
         else:
             opnames.append(ops_enum.get(code, f"op{code}"))
-    custom = sorted({n for oc, n in zip(model.operatorCodes or [], opnames)
-                     if max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)) == schema.BuiltinOperator.CUSTOM})
+    custom = sorted({n for n, c in zip(opnames, is_custom) if c})
     buffers = model.buffers or []
 
     def is_const(t: Any) -> bool:
         b = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
         return b is not None and ((b.data is not None and len(b.data) > 0) or (b.offset or 0) > 1)
 
+    def dtype(t: Any) -> str:
+        return dtypes.get(t.type, str(t.type)).lower()
+
     counts: Counter[str] = Counter()
     params = macs = 0
-    weight_types: set[str] = set()
-    act_types: set[str] = set()
-    saw_f16_dequant = False
+    weight_types: set[str] = set()  # dtypes of the weights of weighted ops (inspect's view)
+    act_types: set[str] = set()  # dtypes of the activations entering weighted ops
+    saw_f16_dequant = int8_const = False
+    ops0: list[tuple[str, str]] = []  # first subgraph (quantize's view)
+    weights0: Counter[str] = Counter()
+    acts0: Counter[str] = Counter()
     subgraphs = model.subgraphs or []
-    for sg in subgraphs:
+    for si, sg in enumerate(subgraphs):
         tensors = sg.tensors or []
         for t in tensors:
             if is_const(t):
                 params += _prod(_shape(t))
+                int8_const = int8_const or dtype(t) == "int8"
         for op in sg.operators or []:
             if not (0 <= op.opcodeIndex < len(opnames)):
                 raise ModelError(f"{path}: an operator refers to op code {op.opcodeIndex}, which does not exist")
@@ -177,12 +266,17 @@ def analyse(data: bytes, path: str = "model") -> dict[str, Any]:
             counts[name] += 1
             ins = [tensors[i] if 0 <= i < len(tensors) else None for i in (op.inputs if op.inputs is not None else [])]
             outs = [tensors[i] if 0 <= i < len(tensors) else None for i in (op.outputs if op.outputs is not None else [])]
-            if name == "DEQUANTIZE" and ins and ins[0] is not None and dtypes.get(ins[0].type) == "FLOAT16":
+            if si == 0:
+                shown = f"CUSTOM:{name}" if is_custom[op.opcodeIndex] else name
+                ops0.append((shown, dtype(outs[0]) if outs and outs[0] is not None else "?"))
+                acts0.update(dtype(t) for t in outs if t is not None)
+                weights0.update(dtype(t) for t in ins if t is not None and is_const(t))
+            if name == "DEQUANTIZE" and ins and ins[0] is not None and dtype(ins[0]) == "float16":
                 saw_f16_dequant = True
             if name in _WEIGHTED and len(ins) >= 2 and ins[0] is not None and ins[1] is not None and outs and outs[0]:
-                act_types.add(dtypes.get(ins[0].type, "?"))
+                act_types.add(dtype(ins[0]))
                 if is_const(ins[1]):
-                    weight_types.add(dtypes.get(ins[1].type, "?"))
+                    weight_types.add(dtype(ins[1]))
                 w, out = _shape(ins[1]), _shape(outs[0])
                 if name == "CONV_2D" and len(w) == 4:
                     macs += _prod(out) * w[1] * w[2] * w[3]
@@ -194,32 +288,72 @@ def analyse(data: bytes, path: str = "model") -> dict[str, Any]:
                     macs += _prod(_shape(ins[2])) * w[0] * w[1] * w[2]
     sg0 = subgraphs[0] if subgraphs else None
     tensors0 = (sg0.tensors or []) if sg0 else []
-    inputs = [_tensor_info(tensors0[i], dtypes) for i in (sg0.inputs if sg0 is not None and sg0.inputs is not None else [])
-              if 0 <= i < len(tensors0)]
-    outputs = [_tensor_info(tensors0[i], dtypes) for i in (sg0.outputs if sg0 is not None and sg0.outputs is not None else [])
-               if 0 <= i < len(tensors0)]
-    if "INT16" in act_types and weight_types & {"INT8"}:
-        kind = "16x8"
-    elif "INT8" in act_types:
-        kind = "int8"
-    elif "UINT8" in act_types:
-        kind = "uint8"
-    elif "FLOAT16" in weight_types or saw_f16_dequant:
-        kind = "fp16"
-    elif weight_types & {"INT8", "UINT8", "INT4"} or (counts.get("DEQUANTIZE") and not weight_types - {"FLOAT32"}
-                                                        and any(dtypes.get(t.type) == "INT8" and is_const(t)
-                                                                for sg in subgraphs for t in (sg.tensors or []))):
-        kind = "dynamic"
-    else:
-        kind = "float"
+
+    def io(indexes: Any) -> tuple[TensorInfo, ...]:
+        return tuple(_tensor_info(tensors0[i], dtypes) for i in (indexes if indexes is not None else [])
+                     if 0 <= i < len(tensors0))
+
+    inputs, outputs = (io(sg0.inputs), io(sg0.outputs)) if sg0 is not None else ((), ())
+    dynamic = bool(counts.get("DEQUANTIZE")) and not weight_types - {"float32"} and int8_const
+    return ModelInfo(
+        precision=_precision(inputs, outputs, weights0, ops0),
+        quantization=_quantization(act_types, weight_types, saw_f16_dequant, dynamic),
+        inputs=inputs, outputs=outputs, weight_dtypes=dict(weights0), activation_dtypes=dict(acts0),
+        ops=tuple(ops0), operator_counts=dict(counts), parameters=params, macs=macs, custom_ops=tuple(custom),
+        subgraphs=len(subgraphs), size_bytes=size,
+    )
+
+
+def _precision(inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...], weights: Counter[str],
+               ops: list[tuple[str, str]]) -> str:
+    """The precision names of ``edgecnn quantize``, from what the ops compute in (QUANTIZE/DEQUANTIZE at the
+    edges do not count)."""
+    int_io = all(t.dtype in ("int8", "uint8") for t in inputs + outputs)
+    compute = [dt for name, dt in ops if name not in ("QUANTIZE", "DEQUANTIZE")]
+    float_compute = [dt for dt in compute if dt in ("float32", "float16")]
+    if "int16" in compute:
+        return "int16x8"
+    if compute and not float_compute:
+        return "int8" if int_io else "int8-float-io"
+    if "int8" in compute:
+        return "mixed"
+    if weights.get("float16"):
+        return "fp16"
+    if weights.get("int8"):
+        return "dynamic"
+    return "fp32"
+
+
+def _quantization(act_types: set[str], weight_types: set[str], saw_f16_dequant: bool, dequantized_int8: bool) -> str:
+    """The kinds ``edgecnn inspect`` shows, from the activation and weight dtypes of the weighted ops."""
+    if "int16" in act_types and "int8" in weight_types:
+        return "16x8"
+    if "int8" in act_types:
+        return "int8"
+    if "uint8" in act_types:
+        return "uint8"
+    if "float16" in weight_types or saw_f16_dequant:
+        return "fp16"
+    if weight_types & {"int8", "uint8", "int4"} or dequantized_int8:
+        return "dynamic"
+    return "float"
+
+
+def analyse(data: bytes, path: str = "model") -> dict[str, Any]:
+    """Parse .tflite bytes into the static fields of a :class:`ModelCard` (as a dict). Pure Python."""
+    from edgecnn.runtime.metadata import read_contract
+
+    info = read_model_info(data, path)
     contract = read_contract(data)
-    io = "/".join(sorted({t["dtype"] for t in inputs})) + " -> " + "/".join(sorted({t["dtype"] for t in outputs}))
+    io = ("/".join(sorted({t.dtype for t in info.inputs})) + " -> "
+          + "/".join(sorted({t.dtype for t in info.outputs})))
     return {
-        "path": path, "size_bytes": len(data), "inputs": inputs, "outputs": outputs, "ops": dict(counts),
-        "parameters": params, "macs": macs, "quantization": kind, "io_dtype": io,
+        "path": path, "size_bytes": info.size_bytes, "inputs": [t.to_dict() for t in info.inputs],
+        "outputs": [t.to_dict() for t in info.outputs], "ops": info.operator_counts,
+        "parameters": info.parameters, "macs": info.macs, "quantization": info.quantization, "io_dtype": io,
         "contract": contract.to_dict() if contract else None,
-        "edgetpu_ops": [c for c in custom if c.lower().startswith("edgetpu")], "custom_ops": custom,
-        "subgraphs": len(subgraphs),
+        "edgetpu_ops": [c for c in info.custom_ops if c.lower().startswith("edgetpu")],
+        "custom_ops": list(info.custom_ops), "subgraphs": info.subgraphs,
     }
 
 
