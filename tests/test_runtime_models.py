@@ -22,7 +22,7 @@ import pytest
 
 from edgecnn.contract import Contract
 from edgecnn.data.shapes import CLASSES, generate
-from edgecnn.errors import EdgecnnError, ModelError
+from edgecnn.errors import ModelError
 from edgecnn.preprocess import load_image, prepare
 
 REPO = Path(__file__).resolve().parents[1]

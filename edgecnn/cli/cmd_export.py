@@ -35,7 +35,7 @@ def cli(run, calibration, out, precisions, io_type, edgetpu, c_array, overwrite)
     p = card.parity
     click.echo(f"Keras vs fp32 TFLite max |diff|: {p['keras_vs_fp32_tflite_max_abs']:.2e} (tolerance 1e-4); "
                + ", ".join(f"{k}: {v:.4f}" for k, v in p.items() if k.endswith("agreement")))
-    click.echo(f"sizes: " + ", ".join(f"{k} {v} B" for k, v in card.sizes.items())
+    click.echo("sizes: " + ", ".join(f"{k} {v} B" for k, v in card.sizes.items())
                + f"; int8 is {p['int8_size_ratio_vs_fp32']:.2f}x smaller than fp32")
     for text in (r.edgetpu_text, r.micro_text):
         if text:

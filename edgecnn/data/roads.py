@@ -20,13 +20,13 @@ import csv
 import io
 import json
 import math
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edgecnn.atomic import staged_dir
 from edgecnn.errors import DataError, OutputError
 
 DATA_STREAM = 0
@@ -77,19 +77,11 @@ def generate(
     if per_road < 1:
         raise DataError(f"frames per road must be at least 1, got: {per_road}")
     width, height = size
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "images").mkdir(parents=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out.parent}: {exc.strerror or exc}") from exc
-
     car = CarParams()
     rows: list[tuple[str, float]] = []
     n_roads = math.ceil(n / per_road)
-    try:
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        (tmp / "images").mkdir()
         for r in range(n_roads):
             rng = road_rng(seed, DATA_STREAM, r)
             count = min(per_road, n - r * per_road)
@@ -134,13 +126,4 @@ def generate(
             "note": "road r uses numpy default_rng([seed, stream, r]); the simulator uses stream 1, disjoint",
         }
         (tmp / "roads.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.rename(out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

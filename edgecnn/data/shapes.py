@@ -9,7 +9,6 @@ invariance rather than memorise pixels. Deterministic per seed: image ``i`` of c
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecnn.atomic import staged_dir
 from edgecnn.errors import DataError, OutputError
 from edgecnn.labels import format_labels
 
@@ -120,29 +120,18 @@ def generate(
 ) -> Path:
     """Write the data set to ``out/<class>/<class>_NNNNN.png`` plus ``out/labels.txt``.
 
-    The folder is built beside ``out`` and renamed into place at the end, so an interrupted run leaves nothing
-    half-written. Raises DataError for bad arguments and OutputError when ``out`` exists (without ``overwrite``)
-    or cannot be written.
+    The folder is staged beside ``out`` and swapped in at the end (:func:`edgecnn.atomic.staged_dir`), so an
+    interrupted run leaves nothing half-written. Raises DataError for bad arguments and OutputError when ``out``
+    exists (without ``overwrite``) or cannot be written.
     """
     out = Path(out)
     if size < 16:
         raise DataError(f"--size must be at least 16 pixels, got: {size}")
     if per_class < 1:
         raise DataError(f"--per-class must be at least 1, got: {per_class}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise OutputError(f"{out} already exists and is not empty; choose another folder or pass --overwrite")
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for name in CLASSES:
-            (tmp / name).mkdir(parents=True)
-        (tmp / "labels.txt").write_text(format_labels(CLASSES), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out.parent}: {exc.strerror or exc}") from exc
-
     jobs = [(c, i) for c in range(len(CLASSES)) for i in range(per_class)]
 
-    def one(job: tuple[int, int]) -> None:
+    def one(tmp: Path, job: tuple[int, int]) -> None:
         c, i = job
         rng = np.random.default_rng([seed, c, i])
         img = render(CLASSES[c], size, rng)
@@ -150,15 +139,12 @@ def generate(
         if not cv2.imwrite(str(path), img):
             raise OutputError(f"cannot write {path} (disk full?)")
 
-    try:
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        for name in CLASSES:
+            (tmp / name).mkdir()
+        (tmp / "labels.txt").write_text(format_labels(CLASSES), encoding="utf-8")
         with ThreadPoolExecutor(max_workers=4) as pool:
-            for done, _ in enumerate(pool.map(one, jobs), 1):
+            for done, _ in enumerate(pool.map(lambda job: one(tmp, job), jobs), 1):
                 if progress:
                     progress(done, len(jobs))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
