@@ -98,6 +98,13 @@ class Source:
     def close(self) -> None:
         """Stop reading and release the device or file; safe to call twice."""
 
+    def join(self, timeout: float = 1.0) -> bool:
+        """After :meth:`close`: wait up to ``timeout`` seconds for the reading thread to let go of the device;
+        True when it did. A process that exits while OpenCV is still inside ``read()`` on another thread can
+        abort ("terminate called without an active exception"), so a command that exits right after closing
+        calls this."""
+        return True
+
     def __iter__(self) -> Iterator[Frame]:
         while (frame := self.read()) is not None:
             yield frame
@@ -203,6 +210,12 @@ class _ThreadedSource(Source):
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+
+    def join(self, timeout: float = 1.0) -> bool:
+        thread = self._thread
+        if thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout)
+        return not thread.is_alive()
 
 
 class ImageSource(_ThreadedSource):
@@ -444,7 +457,9 @@ class CameraSource(_ThreadedSource):
         self._blocked_since = None
         self._generation += 1
         gen = self._generation
-        threading.Thread(target=self._reader, args=(gen, None), name=f"source:{self.description}", daemon=True).start()
+        self._thread = threading.Thread(target=self._reader, args=(gen, None), name=f"source:{self.description}",
+                                        daemon=True)
+        self._thread.start()  # the current reader, for join(); the stuck one is left to its read()
 
 
 def _expand_images(spec: str) -> list[Path] | None:

@@ -124,6 +124,19 @@ class LatencyRecorder:
         self._current, self._t0 = {}, None
         self.frames += 1
 
+    def add_frame(self, stages_ms: dict[str, float], start: float, end: float) -> None:
+        """Record a whole frame at once: its stage milliseconds and its period (``time.perf_counter()`` seconds).
+
+        For loops whose stages run on different threads (``steer``: inference on a worker, sending on the
+        watchdog thread), where no single thread can bracket the frame with :meth:`start_frame`/:meth:`end_frame`.
+        """
+        for stage, ms in stages_ms.items():
+            if stage not in self._order:
+                self._order.append(stage)
+        self._samples.append({k: float(v) for k, v in stages_ms.items()})
+        self._periods.append((start, end))
+        self.frames += 1
+
     def summary(self) -> RunStats:
         """Statistics over the frames after the warm-up."""
         n = self.frames
