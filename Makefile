@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 DEVICE_VENV := .venv-device
 
-.PHONY: demo test clean
+.PHONY: demo test reference-models clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed $(DEVICE_VENV)/.installed
 	EDGECNN_DEVICE_PYTHON=$(CURDIR)/$(DEVICE_VENV)/bin/python $(VENV)/bin/python -m pytest -q
+
+# Rebuild the shipped reference bundles (firmware_models/) and their calibration sets (calibration/).
+reference-models: $(VENV)/.installed
+	$(VENV)/bin/edgecnn pipeline --config examples/reference_classify.toml
+	$(VENV)/bin/python -m edgecnn.pipeline.publish runs/reference-classify firmware_models/shapes_compact calibration/shapes64-v1
+	$(VENV)/bin/edgecnn pipeline --config examples/reference_steer.toml
+	$(VENV)/bin/python -m edgecnn.pipeline.publish runs/reference-steer firmware_models/roads_pilotnet calibration/roads200x66-v1
 
 clean:
 	rm -rf $(VENV) $(DEVICE_VENV) runs .pytest_cache

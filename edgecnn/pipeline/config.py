@@ -20,6 +20,8 @@ class PipelineConfig:
         out: pipeline folder (default ``runs/<task>``). arch: architecture (default compact / pilotnet).
         img_size: model input ``N`` or ``WIDTHxHEIGHT`` (default 64 / 200x66).
         per_class, frames: size of the generated built-in data (shapes per class / road frames).
+        per_road: road frames rendered per generated road (fewer = more varied scenes).
+        augment: training-time augmentation (see ``edgecnn train --augment``).
         epochs, batch, seed, lr, patience: training. head, components: steering head.
         calib_count: calibration-set size. io: int8 model I/O type (``int8``/``uint8``).
         precisions: variants that compare builds. compare_runs, threads: latency settings.
@@ -33,6 +35,8 @@ class PipelineConfig:
     img_size: str | None = None
     per_class: int = 400
     frames: int = 2000
+    per_road: int = 50
+    augment: bool = True
     epochs: int = 30
     batch: int = 32
     seed: int = 0

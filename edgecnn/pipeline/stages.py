@@ -72,7 +72,7 @@ def stage_data(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
         return f"generated shapes ({cfg.per_class} per class) in {paths.data}"
     from edgecnn.data.roads import generate as roads
 
-    roads(paths.data, n=cfg.frames, size=(160, 120), seed=cfg.seed, overwrite=True)
+    roads(paths.data, n=cfg.frames, size=(160, 120), seed=cfg.seed, per_road=cfg.per_road, overwrite=True)
     return f"generated {cfg.frames} road frames in {paths.data}"
 
 
@@ -82,7 +82,8 @@ def stage_train(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
 
     tc = TrainConfig(data=_data_dir(cfg, paths), out=str(paths.run), arch=cfg.resolved_arch, task=cfg.task,
                      img_size=parse_size(cfg.resolved_img_size), epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed,
-                     lr=cfg.lr, patience=cfg.patience, head=cfg.head, components=cfg.components)
+                     lr=cfg.lr, patience=cfg.patience, head=cfg.head, components=cfg.components,
+                     augment=cfg.augment)
     res = train(tc, overwrite=False, log=log, verbose=0)
     m = res.metrics
     key = "test_accuracy" if cfg.task == "classify" else "mae"
@@ -120,8 +121,8 @@ def stage_compare(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
 
 STAGES: tuple[tuple[str, Callable[[PipelineConfig, Paths, Log], str], tuple[str, ...]], ...] = (
     # name, function, the options that change its output
-    ("data", stage_data, ("task", "data", "per_class", "frames", "seed", "img_size")),
-    ("train", stage_train, ("arch", "img_size", "epochs", "batch", "seed", "lr", "patience", "head", "components")),
+    ("data", stage_data, ("task", "data", "per_class", "frames", "per_road", "seed", "img_size")),
+    ("train", stage_train, ("arch", "img_size", "epochs", "batch", "seed", "lr", "patience", "head", "components", "augment")),
     ("calibrate", stage_calibrate, ("calib_count", "seed")),
     ("quantize+export", stage_export, ("io",)),
     ("compare", stage_compare, ("precisions", "compare_runs", "threads", "closed_loop")),
