@@ -20,6 +20,14 @@ from edgecnn.pipeline.stages import Paths
 REPORT_FILES = ("report.md", "report.json", "report.csv", "accuracy_latency.png")
 
 
+def _relative(path: str) -> str:
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
 def publish(pipeline_dir: str | Path, bundle_dest: str | Path, calibration_dest: str | Path) -> None:
     """Copy the bundle, report and calibration set of ``pipeline_dir`` to the two destinations."""
     paths = Paths(Path(pipeline_dir))
@@ -29,6 +37,13 @@ def publish(pipeline_dir: str | Path, bundle_dest: str | Path, calibration_dest:
     calibration_dest = Path(calibration_dest)
     with staged_dir(calibration_dest, overwrite=True) as tmp:
         shutil.copytree(paths.calibration, tmp, dirs_exist_ok=True)
+        # provenance relative to the repository (`make reference-models` rebuilds it there), not this machine;
+        # the set's sha256 covers its arrays, not these paths
+        manifest = json.loads((tmp / "MANIFEST.json").read_text())
+        for key in ("path", "data_root"):
+            if manifest.get("source", {}).get(key):
+                manifest["source"][key] = _relative(manifest["source"][key])
+        (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     with staged_dir(Path(bundle_dest), overwrite=True) as tmp:
         shutil.copytree(paths.bundle, tmp, dirs_exist_ok=True)
         (tmp / "compare").mkdir()
