@@ -36,17 +36,41 @@ def parse_size(value: str) -> tuple[int, int]:
 @click.option("--components", default=3, show_default=True, help="Mixture components for --head gmm.")
 @click.option("--throttle", is_flag=True, help="Steering models also predict throttle.")
 @click.option("--overwrite", is_flag=True, help="Delete OUT and train from scratch.")
-def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augment, input_range, head, components, throttle, overwrite):
+@click.option("--strategy", type=click.Choice(["auto", "one", "mirrored", "multiworker"]), default="auto", show_default=True,
+              help="tf.distribute strategy. auto: multiworker when TF_CONFIG or --workers is set, mirrored with 2+ "
+                   "GPUs, else none (plain Keras). --batch is per replica.")
+@click.option("--workers", default=None, metavar="HOST:PORT,...",
+              help="Multi-worker cluster, chief first (instead of TF_CONFIG). Every worker runs the same command.")
+@click.option("--worker-index", type=int, default=None, help="This worker's position in --workers (0 = chief).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Cache preprocessed images in files here (data sets larger than memory); default: memory when "
+                   "small, else stream from disk.")
+@click.option("--collective-timeout", type=float, default=600.0, show_default=True,
+              help="Seconds a worker waits for the others at one step before failing (multiworker).")
+@click.option("--logical-cpus", type=int, default=0, hidden=True, help="Split the CPU into N logical devices (tests).")
+@click.option("--dump-weights", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Write this process's final weights to an .npz (tests).")
+def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augment, input_range, head, components, throttle,
+        overwrite, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
     """Train a compact CNN on DATA and write a run folder.
 
     DATA is an image folder (one sub-folder per class) for classification, or a steering data set (Donkey Car
     tub, CSV, or `edgecnn data roads` output) for `--task steer`. Re-running the same command after an
     interruption resumes where it stopped.
+
+    Several GPUs: `--strategy mirrored`. Several hosts: run the same command on every host with `--strategy
+    multiworker` and TF_CONFIG (or `--workers h1:port,h2:port --worker-index i`); OUT must be a folder every
+    worker sees for resume; only the chief (worker 0) writes it.
     """
+    from edgecnn.train.distribute import DistributeOptions, parse_workers
     from edgecnn.train.trainer import TrainConfig, train
 
     if epochs < 1 or batch < 1 or lr <= 0:
         raise click.BadParameter("--epochs and --batch must be >= 1 and --lr > 0")
+    dist = DistributeOptions(
+        strategy=strategy, workers=parse_workers(workers) if workers is not None else (), worker_index=worker_index,
+        logical_cpus=logical_cpus, dump_weights=dump_weights, collective_timeout=collective_timeout,
+    )
     arch = arch or ("pilotnet" if task == "steer" else "compact")
     size = parse_size(img_size) if img_size else ((200, 66) if task == "steer" else (64, 64))
     config = TrainConfig(
@@ -54,8 +78,11 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
         patience=patience, augment=augment, input_range=input_range, head=head, components=components,
         throttle=throttle,
     )
-    result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True))
+    result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist, cache_dir=cache_dir)
     m = result.metrics
+    if result.extra.get("chief") is False:
+        click.echo(f"worker {result.extra['task_index']} done after {result.epochs_run} epoch(s); the chief writes {out}")
+        return
     if result.already_done:
         click.echo(f"{out} is already trained (use --overwrite to retrain).")
     shown = {k: v for k, v in m.items() if isinstance(v, (int, float))}

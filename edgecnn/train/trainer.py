@@ -3,6 +3,10 @@
 Resumable: Keras ``BackupAndRestore`` keeps the state of an unfinished run in ``OUT/.backup``; re-running the
 same command continues from the last finished epoch. The best model (lowest validation loss) is written
 atomically, a non-finite loss stops training with a clear error and nothing non-finite is saved.
+
+Scale-out (:mod:`edgecnn.train.distribute`): with no strategy (the default on one CPU or GPU) this is plain
+``model.fit``; ``one``/``mirrored`` run the same ``model.fit`` inside the strategy's scope; ``multiworker`` runs
+the custom loop of :func:`edgecnn.train.distribute.train_multiworker`, where only the chief writes the run folder.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +28,9 @@ from edgecnn.atomic import write_json
 from edgecnn.contract import Contract, normalisation_for_range
 from edgecnn.errors import EdgecnnError, OutputError
 from edgecnn.train import run as runfmt
+
+if TYPE_CHECKING:
+    from edgecnn.train.distribute import DistributeOptions
 
 
 class TrainingError(EdgecnnError):
@@ -102,33 +109,60 @@ def _check_resume(out: Path, config: TrainConfig) -> dict | None:
     return old
 
 
-def train(config: TrainConfig, overwrite: bool = False, log: Callable[[str], None] = print, verbose: int | str = "auto") -> TrainResult:
+def train(
+    config: TrainConfig,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+    verbose: int | str = "auto",
+    dist: "DistributeOptions | None" = None,
+    cache_dir: str | None = None,
+) -> TrainResult:
     """Train ``config.arch`` on ``config.data`` and write the run folder ``config.out``.
 
     Re-running the same configuration resumes an interrupted run or, when the run is complete, returns its
     metrics without training again.
-    """
-    from edgecnn.train import tasks
 
+    Args:
+        dist: how to spread training (:class:`edgecnn.train.distribute.DistributeOptions`); default: ``auto``.
+            Under ``multiworker`` every worker runs this function; only the chief writes ``config.out``.
+        cache_dir: cache preprocessed images on disk under this folder (for data sets larger than memory).
+    """
+    from edgecnn.train import distribute, tasks
+    from edgecnn.train.pipeline_data import InputOptions, input_options
+
+    dist = dist or distribute.DistributeOptions()
+    cluster = distribute.plan_cluster(dist)  # bad TF_CONFIG / --workers fail here, before any work
+    with input_options(InputOptions(cache_dir=cache_dir)):
+        return _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute)
+
+
+def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) -> TrainResult:
     started = time.monotonic()
     out = Path(config.out)
+    chief = cluster.is_chief
+    # A non-chief worker never writes the run folder; under --overwrite the chief is deleting it, so the
+    # non-chief does not look at what is there either.
+    fresh_worker = overwrite and not chief
     task = tasks.get_task(config.task)
     from edgecnn.models.registry import get_spec
 
     spec = get_spec(config.arch)  # fails fast on a wrong --arch, before touching data
     if config.task not in spec.tasks:
         raise TrainingError(f"architecture {config.arch!r} is for {', '.join(spec.tasks)}, not {config.task}")
-    if overwrite and out.exists():
+    if overwrite and out.exists() and chief:
         shutil.rmtree(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from exc
-    _check_resume(out, config)
-    if (out / runfmt.MODEL_FILE).is_file() and (out / runfmt.METRICS_FILE).is_file() and not (out / ".backup").exists():
+    if chief:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from exc
+    if not fresh_worker:
+        _check_resume(out, config)
+    if (not fresh_worker and (out / runfmt.MODEL_FILE).is_file() and (out / runfmt.METRICS_FILE).is_file()
+            and not (out / ".backup").exists()):
         metrics = json.loads((out / runfmt.METRICS_FILE).read_text())
         return TrainResult(out, metrics, 0, already_done=True)
 
@@ -137,23 +171,46 @@ def train(config: TrainConfig, overwrite: bool = False, log: Callable[[str], Non
     w, h = config.img_size
     mean, std = normalisation_for_range(config.input_range)
     contract = task.make_contract(config, data, h, w, mean, std)
-    write_json(out / runfmt.SPLIT_FILE, {"task": config.task, "data": str(Path(config.data).resolve()), "splits": data.split_rows()})
-    write_json(out / runfmt.CONFIG_FILE, config.to_dict())
-    contract.save(out / runfmt.CONTRACT_FILE)
+    if chief:
+        write_json(out / runfmt.SPLIT_FILE, {"task": config.task, "data": str(Path(config.data).resolve()), "splits": data.split_rows()})
+        write_json(out / runfmt.CONFIG_FILE, config.to_dict())
+        contract.save(out / runfmt.CONTRACT_FILE)
 
     from edgecnn.tfimport import import_tensorflow
 
     import_tensorflow()
+    distribute.prepare_devices(dist.logical_cpus)  # before TensorFlow creates its devices
+    strategy, cluster = distribute.make_strategy(cluster, dist)  # a multi-worker strategy must come first
     import keras
 
     from edgecnn.models.registry import create_model
     from edgecnn.train.callbacks import AtomicBestCheckpoint, HistoryWriter, StopOnNonFinite
 
     keras.utils.set_random_seed(config.seed)
-    train_ds = task.dataset(data, "train", contract, config, training=True)
-    val_ds = task.dataset(data, "val", contract, config, training=False)
-    model = create_model(config.arch, (h, w, contract.channels), contract.num_outputs, **task.model_kwargs(config))
-    task.compile(model, config)
+
+    def build_model():
+        return create_model(config.arch, (h, w, contract.channels), contract.num_outputs, **task.model_kwargs(config))
+
+    if strategy is not None:
+        log(f"strategy: {cluster.kind}, {strategy.num_replicas_in_sync} replica(s)"
+            + (f" on {cluster.num_workers} workers (this is {'the chief' if chief else 'worker ' + str(cluster.task_index)})"
+               if cluster.kind == "multiworker" else "")
+            + f", global batch {config.batch * strategy.num_replicas_in_sync}")
+    if cluster.kind == "multiworker":
+        return _finish_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model, log, started,
+                                   resume=not fresh_worker)
+    # --batch is per replica; under a strategy Keras splits each global batch across the replicas.
+    fit_config = config if strategy is None else dataclasses.replace(config, batch=config.batch * strategy.num_replicas_in_sync)
+    train_ds = task.dataset(data, "train", contract, fit_config, training=True)
+    val_ds = task.dataset(data, "val", contract, fit_config, training=False)
+    if strategy is not None:
+        with strategy.scope():
+            model = build_model()
+            distribute.synchronise_batch_norm(model, True)
+            task.compile(model, config)
+    else:
+        model = build_model()
+        task.compile(model, config)
 
     backup = out / ".backup"
     history_path = out / runfmt.HISTORY_FILE
@@ -172,6 +229,8 @@ def train(config: TrainConfig, overwrite: bool = False, log: Callable[[str], Non
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if dist.dump_weights:
+        np.savez(dist.dump_weights, *[np.asarray(v) for v in model.get_weights()])
     if stopper.bad_epoch is not None:
         shutil.rmtree(backup, ignore_errors=True)  # never resume from non-finite weights
         raise TrainingError(
@@ -181,6 +240,26 @@ def train(config: TrainConfig, overwrite: bool = False, log: Callable[[str], Non
     best_path = out / "best.keras"
     if not best_path.is_file():
         raise TrainingError("no epoch produced a finite validation loss; nothing was saved")
+    if strategy is not None:
+        # The checkpoint was saved with batch-norm synchronisation on; save the final model as one device would.
+        best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+        distribute.save_plain(best, best_path)
+    metrics = _finish(task, data, contract, config, out, keras)
+    if strategy is not None:
+        metrics["strategy"] = cluster.kind
+        metrics["replicas"] = int(strategy.num_replicas_in_sync)
+        metrics["global_batch"] = fit_config.batch
+        write_json(out / runfmt.METRICS_FILE, metrics)
+    return TrainResult(
+        out, metrics, metrics["epochs"] - resumed_from, resumed_from, data_summary=data.summary,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _finish(task, data, contract, config, out: Path, keras) -> dict[str, Any]:
+    """Evaluate ``best.keras`` on the test split, then move it to ``model.keras`` and write ``metrics.json``."""
+    best_path = out / "best.keras"
+    history_path = out / runfmt.HISTORY_FILE
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
     metrics = task.evaluate(best, data, contract, config)
     metrics["params"] = int(best.count_params())
@@ -189,11 +268,32 @@ def train(config: TrainConfig, overwrite: bool = False, log: Callable[[str], Non
     os.replace(best_path, out / runfmt.MODEL_FILE)
     write_json(out / runfmt.METRICS_FILE, metrics)
     (out / ".best.json").unlink(missing_ok=True)
-    shutil.rmtree(backup, ignore_errors=True)
-    return TrainResult(
-        out, metrics, metrics["epochs"] - resumed_from, resumed_from, data_summary=data.summary,
-        seconds=time.monotonic() - started,
-    )
+    shutil.rmtree(out / ".backup", ignore_errors=True)
+    return metrics
+
+
+def _finish_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model, log, started,
+                        resume: bool) -> TrainResult:
+    """Run the multi-worker loop; the chief then evaluates and writes the model, the others just return."""
+    import keras
+
+    from edgecnn.train import distribute
+
+    done = distribute.train_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model, log,
+                                        resume=resume)
+    resumed_from = done["resumed_from"]
+    extra = {k: done[k] for k in ("replicas", "global_batch", "stopped")}
+    if not cluster.is_chief:
+        return TrainResult(out, {}, done["epochs"] - resumed_from, resumed_from, data_summary=data.summary,
+                           seconds=time.monotonic() - started, extra={**extra, "chief": False, "task_index": cluster.task_index})
+    if not (out / "best.keras").is_file():
+        raise TrainingError("no epoch produced a finite validation loss; nothing was saved")
+    metrics = _finish(task, data, contract, config, out, keras)
+    metrics.update(strategy="multiworker", replicas=done["replicas"], global_batch=done["global_batch"],
+                   workers=cluster.num_workers)
+    write_json(out / runfmt.METRICS_FILE, metrics)
+    return TrainResult(out, metrics, metrics["epochs"] - resumed_from, resumed_from, data_summary=data.summary,
+                       seconds=time.monotonic() - started, extra={**extra, "chief": True})
 
 
 def _last_epoch(history_path: Path) -> int:
