@@ -91,8 +91,7 @@ def child(folder: str, mode: str, img: int, batch: int, epochs: int = 1) -> dict
             ds = pd.make_dataset(paths, labels, contract, batch, shuffle=True, cache=None)
             names = ["epoch"] * epochs
         else:
-            with pd.input_options(pd.InputOptions(cache_dir=cache_dir)):
-                ds = pd.make_dataset(paths, labels, contract, batch, shuffle=True)
+            ds = pd.make_dataset(paths, labels, contract, batch, shuffle=True, cache_dir=cache_dir)
             names = ["write"] + ["read"] * max(1, epochs - 1)
         rates: dict[str, list[float]] = {}
         for name in names:

@@ -230,8 +230,7 @@ def test_disk_cache_on_request(pipeline, tmp_path):
     pd, paths, labels, contract = pipeline
     plain = _images(pd.make_dataset(paths, labels, contract, 32, cache=None))
     cache_dir = tmp_path / "cache"
-    with pd.input_options(pd.InputOptions(cache_dir=str(cache_dir))):
-        ds = pd.make_dataset(paths, labels, contract, 32)
+    ds = pd.make_dataset(paths, labels, contract, 32, cache_dir=str(cache_dir))
     first, second = _images(ds), _images(ds)
     assert any(p.name.startswith("edgecnn-") for p in cache_dir.iterdir())  # the cache is on disk
     np.testing.assert_array_equal(first, plain)

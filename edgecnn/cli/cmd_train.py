@@ -76,9 +76,9 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
     config = TrainConfig(
         data=data, out=out, arch=arch, task=task, img_size=size, epochs=epochs, batch=batch, seed=seed, lr=lr,
         patience=patience, augment=augment, input_range=input_range, head=head, components=components,
-        throttle=throttle,
+        throttle=throttle, cache_dir=cache_dir,
     )
-    result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist, cache_dir=cache_dir)
+    result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist)
     m = result.metrics
     if result.extra.get("chief") is False:
         click.echo(f"worker {result.extra['task_index']} done after {result.epochs_run} epoch(s); the chief writes {out}")

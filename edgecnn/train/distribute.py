@@ -255,36 +255,6 @@ def save_plain(model, path: Path) -> None:
 # The multi-worker training loop
 
 
-@dataclass(frozen=True)
-class SplitArrays:
-    """One split as arrays: ``paths`` (str, N) and ``targets`` (``int32 N`` labels or ``float32 N x T``)."""
-
-    paths: list[str]
-    targets: np.ndarray
-
-
-def split_arrays(task_name: str, data, split: str, config) -> SplitArrays:
-    """The file list and targets of ``split``, the same ones the task's own ``dataset`` uses."""
-    samples = data.splits[split]
-    if task_name == "classify":
-        return SplitArrays([s.path for s in samples], np.array([s.label for s in samples], np.int32))
-    from edgecnn.train.steer_task import _targets
-
-    return SplitArrays([s.path for s in samples], _targets(samples, config.throttle))
-
-
-def _augment(task_name: str, contract, config):
-    if not config.augment:
-        return None
-    if task_name == "classify":
-        from edgecnn.train.pipeline_data import classification_augment
-
-        return classification_augment(config.seed)
-    from edgecnn.train.steer_task import steering_augment
-
-    return steering_augment(contract, config.seed)
-
-
 @dataclass
 class _LoopState:
     """What a resumed multi-worker run must know (``OUT/.backup/state.json``); mirrors the Keras callbacks."""
@@ -318,17 +288,17 @@ def train_multiworker(strategy, cluster: Cluster, task, data, contract, config, 
     chief = cluster.is_chief
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch * replicas
-    train_arr = split_arrays(config.task, data, "train", config)
-    val_arr = split_arrays(config.task, data, "val", config)
-    steps = max(1, math.ceil(len(train_arr.paths) / global_batch))
-    val_steps = max(1, math.ceil(len(val_arr.paths) / global_batch))
-    augment = _augment(config.task, contract, config)  # built outside the strategy scope: its state is per worker
+    train_paths, train_targets = task.arrays(data, "train", config)
+    val_paths, val_targets = task.arrays(data, "val", config)
+    steps = max(1, math.ceil(len(train_paths) / global_batch))
+    val_steps = max(1, math.ceil(len(val_paths) / global_batch))
+    augment = task.augment(contract, config)  # built outside the strategy scope: its state is per worker
 
     def train_fn(ctx: tf.distribute.InputContext):
         return make_dataset(
-            train_arr.paths, train_arr.targets, contract, ctx.get_per_replica_batch_size(global_batch), shuffle=True,
+            train_paths, train_targets, contract, ctx.get_per_replica_batch_size(global_batch), shuffle=True,
             seed=config.seed + ctx.input_pipeline_id, augment=augment, shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
-            repeat=True, drop_remainder=True,
+            repeat=True, drop_remainder=True, cache_dir=config.cache_dir,
         )
 
     def val_fn(ctx: tf.distribute.InputContext):
@@ -336,12 +306,12 @@ def train_multiworker(strategy, cluster: Cluster, task, data, contract, config, 
         # padding carries weight 0.
         per_replica = ctx.get_per_replica_batch_size(global_batch)
         index, num = ctx.input_pipeline_id, ctx.num_input_pipelines
-        own = list(range(index, len(val_arr.paths), num))
+        own = list(range(index, len(val_paths), num))
         source = own or [0]  # a worker with no validation image still runs the steps, with weight 0
         total = val_steps * per_replica * max(1, replicas // num)
         take = np.asarray(source)[np.arange(total) % len(source)]
         weights = (np.arange(total) < len(own)).astype(np.float32)
-        ds = make_dataset([val_arr.paths[i] for i in take], val_arr.targets[take], contract, per_replica,
+        ds = make_dataset([val_paths[i] for i in take], val_targets[take], contract, per_replica,
                           drop_remainder=True)
         w = tf.data.Dataset.from_tensor_slices(weights).batch(per_replica, drop_remainder=True)
         return tf.data.Dataset.zip((ds, w)).map(lambda xy, wt: (xy[0], xy[1], wt))

@@ -12,12 +12,9 @@ file list (``shard=(num_workers, index)``), before anything is decoded.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,31 +24,6 @@ from edgecnn.preprocess import load_image, prepare
 
 # Above this many bytes of preprocessed tensors the data set is streamed rather than cached in memory.
 MEMORY_CACHE_LIMIT = 1 << 30
-
-
-@dataclass(frozen=True)
-class InputOptions:
-    """Input-pipeline settings that apply to every :func:`make_dataset` call made while they are active.
-
-    Attributes:
-        cache_dir: cache decoded, preprocessed images in files under this folder (one cache per file list,
-            shard and contract) instead of memory; ``None`` keeps the default (memory when small, else stream).
-    """
-
-    cache_dir: str | None = None
-
-
-_OPTIONS: contextvars.ContextVar[InputOptions] = contextvars.ContextVar("edgecnn_input_options", default=InputOptions())
-
-
-@contextlib.contextmanager
-def input_options(options: InputOptions) -> Iterator[None]:
-    """Apply ``options`` to the data sets built inside the ``with`` block (the tasks build them)."""
-    token = _OPTIONS.set(options)
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
 
 
 def cache_prefix(cache_dir: str | Path, paths: Sequence[str], contract: Contract, shard: tuple[int, int] | None) -> str:
@@ -88,6 +60,7 @@ def make_dataset(
     shard: tuple[int, int] | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
+    cache_dir: str | None = None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(float32 N x h x w x c, targets)``.
 
@@ -99,12 +72,14 @@ def make_dataset(
         shuffle: reshuffle every epoch (training).
         seed: shuffle seed.
         augment: optional ``fn(image, target) -> (image, target)`` in TensorFlow ops, applied after caching.
-        cache: ``"auto"`` (memory when small, else stream; a disk cache when :func:`input_options` sets
-            ``cache_dir``), ``None`` (stream), or a file path prefix to cache on disk.
+        cache: ``"auto"`` (a disk cache under ``cache_dir`` when given, else memory when small, else stream),
+            ``None`` (stream), or a file path prefix to cache on disk.
         shard: ``(num_shards, index)``: keep only every ``num_shards``-th file starting at ``index`` (one worker's
             share), chosen before decoding.
         repeat: repeat forever (the caller counts steps; multi-worker training needs equal step counts).
         drop_remainder: only full batches.
+        cache_dir: with ``cache="auto"``, cache the preprocessed images in files under this folder (data sets
+            larger than memory).
     """
     import tensorflow as tf
 
@@ -119,10 +94,9 @@ def make_dataset(
         paths, targets = paths[index::num], targets[index::num]
     n = len(paths)
     if cache == "auto":
-        options = _OPTIONS.get()
-        if options.cache_dir:
-            Path(options.cache_dir).mkdir(parents=True, exist_ok=True)
-            cache = cache_prefix(options.cache_dir, all_paths, contract, shard)
+        if cache_dir:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            cache = cache_prefix(cache_dir, all_paths, contract, shard)
         elif n * h * w * c * 4 <= MEMORY_CACHE_LIMIT:
             cache = "memory"
         else:

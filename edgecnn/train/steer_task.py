@@ -17,6 +17,7 @@ from edgecnn.data.steering import SteeringDataset, SteeringSample, load_steering
 from edgecnn.errors import DataError
 from edgecnn.metrics import steering_metrics
 from edgecnn.outputs import decode_steering
+from edgecnn.train.tasks import Task
 
 # Steering added per unit of horizontal shift (shift as a fraction of the image width). A frame shifted right
 # looks as if the car were left of its path, so the correction steers right (positive).
@@ -85,7 +86,7 @@ def steering_augment(contract: Contract, seed: int = 0):
     return fn
 
 
-class SteerTask:
+class SteerTask(Task):
     """Steering regression (tanh head, MSE) or a Gaussian mixture over steering (gmm head, NLL)."""
 
     name = "steer"
@@ -107,15 +108,12 @@ class SteerTask:
             components=config.components if config.head == "gmm" else 0, arch=config.arch,
         )
 
-    def dataset(self, data: SteerData, split: str, contract: Contract, config, training: bool):
-        from edgecnn.train.pipeline_data import make_dataset
-
+    def arrays(self, data: SteerData, split: str, config) -> tuple[list[str], np.ndarray]:
         samples = data.splits[split]
-        return make_dataset(
-            [s.path for s in samples], _targets(samples, config.throttle), contract, config.batch,
-            shuffle=training, seed=config.seed,
-            augment=steering_augment(contract, config.seed) if (training and config.augment) else None,
-        )
+        return [s.path for s in samples], _targets(samples, config.throttle)
+
+    def augment(self, contract: Contract, config):
+        return steering_augment(contract, config.seed) if config.augment else None
 
     def model_kwargs(self, config) -> dict[str, Any]:
         return {"head": config.head, "components": config.components if config.head == "gmm" else 0,

@@ -1,6 +1,8 @@
 """What differs between tasks during training: data, targets, loss, metrics (host side).
 
-A task provides ``load_data``, ``make_contract``, ``dataset``, ``model_kwargs``, ``compile`` and ``evaluate``;
+A task provides ``load_data``, ``make_contract``, ``arrays`` (files and targets of a split), ``augment``,
+``model_kwargs``, ``compile`` and ``evaluate``; :class:`Task` turns ``arrays`` + ``augment`` into the tf.data set
+that both ``model.fit`` and the multi-worker loop (:mod:`edgecnn.train.distribute`) use, and
 :mod:`edgecnn.train.trainer` does the rest. Steering lives in :mod:`edgecnn.train.steer_task`.
 """
 
@@ -33,7 +35,32 @@ class ClassifyData:
         return {k: [[s.path, s.label] for s in v] for k, v in self.splits.items()}
 
 
-class ClassifyTask:
+class Task:
+    """Shared behaviour of the tasks: building a split's tf.data set from ``arrays`` and ``augment``."""
+
+    name = ""
+
+    def arrays(self, data, split: str, config) -> tuple[list[str], np.ndarray]:
+        """``(paths, targets)`` of ``split``: targets ``int32 N`` labels or ``float32 N x T`` regression values."""
+        raise NotImplementedError
+
+    def augment(self, contract: Contract, config):
+        """The training augmentation (``fn(images, targets)`` on batches, TF ops), or None."""
+        raise NotImplementedError
+
+    def dataset(self, data, split: str, contract: Contract, config, training: bool):
+        """Batched, prefetched ``tf.data.Dataset`` of ``split``; shuffled and augmented when ``training``."""
+        from edgecnn.train.pipeline_data import make_dataset
+
+        paths, targets = self.arrays(data, split, config)
+        return make_dataset(
+            paths, targets, contract, config.batch, shuffle=training, seed=config.seed,
+            augment=self.augment(contract, config) if training else None,
+            cache_dir=getattr(config, "cache_dir", None),
+        )
+
+
+class ClassifyTask(Task):
     """Image classification with softmax cross-entropy."""
 
     name = "classify"
@@ -52,15 +79,14 @@ class ClassifyTask:
             arch=config.arch,
         )
 
-    def dataset(self, data: ClassifyData, split: str, contract: Contract, config, training: bool):
-        from edgecnn.train.pipeline_data import classification_augment, make_dataset
-
+    def arrays(self, data: ClassifyData, split: str, config) -> tuple[list[str], np.ndarray]:
         samples = data.splits[split]
-        labels = np.array([s.label for s in samples], np.int32)
-        return make_dataset(
-            [s.path for s in samples], labels, contract, config.batch, shuffle=training, seed=config.seed,
-            augment=classification_augment(config.seed) if (training and config.augment) else None,
-        )
+        return [s.path for s in samples], np.array([s.label for s in samples], np.int32)
+
+    def augment(self, contract: Contract, config):
+        from edgecnn.train.pipeline_data import classification_augment
+
+        return classification_augment(config.seed) if config.augment else None
 
     def model_kwargs(self, config) -> dict[str, Any]:
         return {}

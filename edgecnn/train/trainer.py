@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgecnn.atomic import write_json
-from edgecnn.contract import Contract, normalisation_for_range
+from edgecnn.contract import normalisation_for_range
 from edgecnn.errors import EdgecnnError, OutputError
 from edgecnn.train import run as runfmt
 
@@ -48,6 +48,8 @@ class TrainConfig:
         augment: photometric (classification) or steering-aware (steering) augmentation.
         input_range: pixel normalisation, ``"0,1"`` or ``"-1,1"``. color_order: ``RGB`` or ``BGR``.
         head, components, throttle: steering head options.
+        cache_dir: cache preprocessed images on disk under this folder (data sets larger than memory); it does
+            not change the model, so a run may resume with another one.
     """
 
     data: str
@@ -68,12 +70,14 @@ class TrainConfig:
     head: str = "regression"
     components: int = 3
     throttle: bool = False
+    cache_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["img_size"] = list(self.img_size)
         d["data"] = str(Path(self.data).resolve())
         d["out"] = str(Path(self.out).resolve())
+        d["cache_dir"] = str(Path(self.cache_dir).resolve()) if self.cache_dir else None
         return d
 
 
@@ -92,7 +96,7 @@ class TrainResult:
 
 
 # Options that do not change the trained model and may differ when a run is resumed.
-_RESUME_FREE = {"epochs", "patience", "out"}
+_RESUME_FREE = {"epochs", "patience", "out", "cache_dir"}
 
 
 def _check_resume(out: Path, config: TrainConfig) -> dict | None:
@@ -115,7 +119,6 @@ def train(
     log: Callable[[str], None] = print,
     verbose: int | str = "auto",
     dist: "DistributeOptions | None" = None,
-    cache_dir: str | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` on ``config.data`` and write the run folder ``config.out``.
 
@@ -125,15 +128,12 @@ def train(
     Args:
         dist: how to spread training (:class:`edgecnn.train.distribute.DistributeOptions`); default: ``auto``.
             Under ``multiworker`` every worker runs this function; only the chief writes ``config.out``.
-        cache_dir: cache preprocessed images on disk under this folder (for data sets larger than memory).
     """
     from edgecnn.train import distribute, tasks
-    from edgecnn.train.pipeline_data import InputOptions, input_options
 
     dist = dist or distribute.DistributeOptions()
     cluster = distribute.plan_cluster(dist)  # bad TF_CONFIG / --workers fail here, before any work
-    with input_options(InputOptions(cache_dir=cache_dir)):
-        return _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute)
+    return _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute)
 
 
 def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) -> TrainResult:
