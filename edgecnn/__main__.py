@@ -1,3 +1,6 @@
-from edgecnn.cli import main
+try:
+    from edgecnn.cli import main
+except KeyboardInterrupt:  # Ctrl-C while Python is still importing: no traceback
+    raise SystemExit(130) from None
 
 main()

@@ -8,9 +8,12 @@ destination, never a truncated one; the temp file or folder is removed on any er
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +80,25 @@ def check_folder_dest(dest: str | os.PathLike, overwrite: bool = False) -> Path:
     return dest
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``), so that a crash or kill -9 at
+    any moment leaves either the old or the new folder at ``b``. False when this system cannot (then the caller
+    falls back to two renames)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # kernel or file system without the flag
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 @contextlib.contextmanager
 def staged_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``dest``; on success it replaces ``dest``.
@@ -95,13 +117,18 @@ def staged_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         raise OutputError(f"cannot write to {dest.parent}: {exc.strerror or exc}; choose a writable folder") from exc
     try:
         yield tmp
-        old = None
-        if dest.exists():
-            old = dest.parent / f".{dest.name}.old.{os.getpid()}"
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if dest.exists() and _exchange(tmp, dest):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
+        else:
+            # Without an atomic exchange there is a moment with no folder at dest; the old one is kept aside
+            # under a hidden name until the new one is in place.
+            old = None
+            if dest.exists():
+                old = dest.parent / f".{dest.name}.old.{os.getpid()}"
+                os.replace(dest, old)
+            os.replace(tmp, dest)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise OutputError(f"cannot write {dest}: {exc.strerror or exc} (disk full or folder read-only?)") from exc

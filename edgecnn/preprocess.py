@@ -27,8 +27,15 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """
     if not data:
         raise DataError(f"{name}: empty file")
+    from edgecnn.data.imagefolder import MAX_PIXELS, _header_ok
+
+    if not _header_ok(data):  # a decompression bomb: OpenCV would allocate whatever the header declares
+        raise DataError(f"{name}: the image header declares more than {MAX_PIXELS:,} pixels; refused")
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header declaring more pixels than OpenCV's CV_IO_MAX_IMAGE_PIXELS
+        raise DataError(f"{name}: not a decodable image ({' '.join(str(exc).split())[-120:]})") from exc
     if img is None or img.size == 0:
         raise DataError(f"{name}: not a decodable image")
     return img

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -49,17 +51,30 @@ def group() -> None:
     """
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that ``finally`` blocks and atomic writers clean up."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     # TensorFlow's C++ start-up chatter is noise for users; only host commands import it at all.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # SIGTERM (kill, systemd stop) unwinds like Ctrl-C, so temporary files and half-built folders are removed
+    # and the loops send their final neutral command; commands with a live loop install their own handler.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = group.main(args=argv, prog_name="edgecnn", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:
+        terminated = isinstance(exc.__cause__ or exc.__context__, _Terminated)
+        click.echo("Terminated." if terminated else "Aborted.", err=True)
+        sys.exit(143 if terminated else 130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -68,9 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     except EdgecnnError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        click.echo("Terminated." if terminated else "Interrupted.", err=True)
+        sys.exit(143 if terminated else 130)
     except OSError as exc:
         # A full disk, a read-only folder, a vanished file: say what and where, not a traceback.
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""

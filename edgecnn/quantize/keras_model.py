@@ -13,6 +13,8 @@ from pathlib import Path
 
 from edgecnn.errors import ModelError
 
+_MAX_CONFIG_BYTES = 64 * 2**20
+
 
 def _config_mentions_lambda(cfg: object) -> bool:
     if isinstance(cfg, dict):
@@ -41,6 +43,9 @@ def check_keras_file(path: str | Path) -> None:
         raise ModelError(f"{p} is not a Keras model (.keras zip archive); check the path or re-save the model")
     try:
         with zipfile.ZipFile(p) as z:
+            if z.getinfo("config.json").file_size > _MAX_CONFIG_BYTES:  # a zip bomb, not a model description
+                raise ModelError(f"{p}: config.json unpacks to {z.getinfo('config.json').file_size:,} bytes; "
+                                 "refused (a real model's is a few hundred KB)")
             cfg = json.loads(z.read("config.json"))
     except (KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
         raise ModelError(f"{p} is not a valid .keras model (no readable config.json); re-save it") from exc

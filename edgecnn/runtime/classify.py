@@ -269,6 +269,9 @@ def classify_stream(
         ok = True
     finally:
         source.close()
+        # Let OpenCV out of read() on the reader thread: a process that exits while a daemon thread is inside
+        # VideoCapture.read() dies with SIGABRT/SIGSEGV at shutdown (seen on every live stream with --max-frames).
+        source.join(timeout=1.0)
         if window:
             window.close()
         if recorder:
