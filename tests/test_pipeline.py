@@ -33,6 +33,13 @@ def test_pipeline_runs_then_skips_every_stage(cli, tmp_path):
     assert third.returncode == 0, third.stderr
     assert third.stderr.count("up to date, skipped") == 4 and "compare: done" in third.stderr
 
+    # a changed training option retrains from scratch (not "already trained"), and everything after it re-runs
+    fourth = cli("pipeline", "--config", cfg, "--compare-runs", "11", "--epochs", "3", timeout=600)
+    assert fourth.returncode == 0, fourth.stderr
+    assert fourth.stderr.count("up to date, skipped") == 1 and "train: done" in fourth.stderr
+    history = json.loads((out / "run" / "history.json").read_text())["epochs"]
+    assert [e["epoch"] for e in history] == [1, 2, 3]
+
 
 def test_pipeline_bad_config(cli, tmp_path):
     bad = tmp_path / "bad.toml"

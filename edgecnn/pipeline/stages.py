@@ -2,8 +2,9 @@
 
 Each stage writes its output folder and then a stamp ``OUT/.stages/<stage>.json`` holding the options it ran
 with. A stage is skipped when its stamp exists, its options are unchanged and every stage before it was skipped
-too; otherwise it (and everything after it) runs again. A stage interrupted half-way has no stamp, so re-running
-resumes there (training itself resumes from its last epoch).
+too; otherwise it (and everything after it) runs again, from scratch ("fresh") when an option or an earlier
+stage changed. A stage interrupted half-way has no stamp and nothing before it changed, so re-running resumes
+there (training itself resumes from its last epoch). A user's own ``--data`` folder is not watched for changes.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _data_dir(cfg: PipelineConfig, paths: Paths) -> str:
     return cfg.data or str(paths.data)
 
 
-def stage_data(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
+def stage_data(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
     if cfg.data:
         return f"using {cfg.data}"
     if cfg.task == "classify":
@@ -76,7 +77,7 @@ def stage_data(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
     return f"generated {cfg.frames} road frames in {paths.data}"
 
 
-def stage_train(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
+def stage_train(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
     from edgecnn.cli.cmd_train import parse_size
     from edgecnn.train.trainer import TrainConfig, train
 
@@ -84,13 +85,14 @@ def stage_train(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
                      img_size=parse_size(cfg.resolved_img_size), epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed,
                      lr=cfg.lr, patience=cfg.patience, head=cfg.head, components=cfg.components,
                      augment=cfg.augment)
-    res = train(tc, overwrite=False, log=log, verbose=0)
+    # fresh: the data or the training options changed, so an old run must not be resumed or reused
+    res = train(tc, overwrite=fresh, log=log, verbose=0)
     m = res.metrics
     key = "test_accuracy" if cfg.task == "classify" else "mae"
     return f"{cfg.resolved_arch}: {key} {m[key]:.4f} on {m['test_count']} test frames, {m['epochs']} epochs"
 
 
-def stage_calibrate(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
+def stage_calibrate(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
     from edgecnn.quantize import calibration
 
     src = calibration.source_from_run(paths.run)
@@ -100,7 +102,7 @@ def stage_calibrate(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
     return f"{cov.count} calibration frames from the training split"
 
 
-def stage_export(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
+def stage_export(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
     from edgecnn.export.bundle import export_run
 
     res = export_run(paths.run, paths.calibration, paths.bundle, io=cfg.io, overwrite=True, log=log)
@@ -108,7 +110,7 @@ def stage_export(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
     return f"{paths.bundle / 'model_int8.tflite'} ({size / 1024:.1f} KiB, precision {res.card.precision})"
 
 
-def stage_compare(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
+def stage_compare(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
     from edgecnn.compare.compare import compare
     from edgecnn.compare.report import format_table, write_report
 
@@ -119,7 +121,7 @@ def stage_compare(cfg: PipelineConfig, paths: Paths, log: Log) -> str:
     return format_table(report) + f"\nreport: {files['md']}\nplot: {files['plot']}"
 
 
-STAGES: tuple[tuple[str, Callable[[PipelineConfig, Paths, Log], str], tuple[str, ...]], ...] = (
+STAGES: tuple[tuple[str, Callable[[PipelineConfig, Paths, Log, bool], str], tuple[str, ...]], ...] = (
     # name, function, the options that change its output
     ("data", stage_data, ("task", "data", "per_class", "frames", "per_road", "seed", "img_size")),
     ("train", stage_train, ("arch", "img_size", "epochs", "batch", "seed", "lr", "patience", "head", "components", "augment")),
@@ -143,10 +145,12 @@ def run_pipeline(cfg: PipelineConfig, log: Log, show: Log) -> list[StageResult]:
             show(f"[{i}/{len(STAGES)}] {name}: up to date, skipped")
             results.append(StageResult(name, True, 0.0, previous.get("summary", "")))
             continue
+        # Fresh when something it depends on changed; otherwise (no stamp: interrupted) it may resume.
+        fresh = upstream_ran or (previous is not None and previous.get("options") != options)
         show(f"[{i}/{len(STAGES)}] {name} ...")
         stamp.unlink(missing_ok=True)
         t0 = time.monotonic()
-        summary = fn(cfg, paths, log)
+        summary = fn(cfg, paths, log, fresh)
         seconds = time.monotonic() - t0
         write_json(stamp, {"options": dict(options), "summary": summary, "seconds": seconds})
         show(f"[{i}/{len(STAGES)}] {name}: done in {seconds:.1f} s")
