@@ -49,4 +49,5 @@ def cli(run, models, data, calibration, precisions, threads, runs, warmup, limit
     else:
         click.echo(format_table(report))
     if out:
-        click.echo(f"report: {files['md']}  plot: {files['plot']}")
+        # with --json, stdout stays pure JSON for scripts
+        click.echo(f"report: {files['md']}  plot: {files['plot']}", err=as_json)
