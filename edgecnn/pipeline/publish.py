@@ -17,7 +17,6 @@ from edgecnn.atomic import staged_dir
 from edgecnn.errors import EdgecnnError
 from edgecnn.pipeline.stages import Paths
 
-REPORT_FILES = ("report.md", "report.json", "report.csv", "accuracy_latency.png")
 
 
 def _relative(path: str) -> str:
@@ -26,6 +25,15 @@ def _relative(path: str) -> str:
         return p.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
         return p.as_posix()
+
+
+def _write_report(report: dict, out: Path) -> None:
+    from edgecnn.compare.compare import CompareReport, Row
+    from edgecnn.compare.report import write_report
+
+    fields = {k: v for k, v in report.items() if k != "rows"}
+    fields["notes"] = tuple(fields.get("notes", ()))
+    write_report(CompareReport(rows=tuple(Row(**r) for r in report["rows"]), **fields), out)
 
 
 def publish(pipeline_dir: str | Path, bundle_dest: str | Path, calibration_dest: str | Path) -> None:
@@ -48,13 +56,15 @@ def publish(pipeline_dir: str | Path, bundle_dest: str | Path, calibration_dest:
         shutil.copytree(paths.bundle, tmp, dirs_exist_ok=True)
         (tmp / "compare").mkdir()
         report = json.loads((paths.compare / "report.json").read_text())
-        # the variants live in the pipeline folder; the report keeps their names and figures, not local paths
+        # the variants live in the pipeline folder; the report keeps their names and figures, not this machine's
+        # paths
         for row in report["rows"]:
             row["path"] = Path(row["path"]).name
-        report["run"] = Path(report["run"]).name
-        (tmp / "compare" / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        for name in REPORT_FILES[:1] + REPORT_FILES[2:]:
-            shutil.copy2(paths.compare / name, tmp / "compare" / name)
+        report["run"] = _relative(report["run"])
+        report["test"]["source"] = report["test"]["source"].replace(str(Path.cwd().resolve()) + "/", "")
+        if report["test"].get("calibration"):
+            report["test"]["calibration"] = calibration_dest.as_posix()
+        _write_report(report, tmp / "compare")
         card_path = tmp / "model_card.json"
         card = json.loads(card_path.read_text())
         card["calibration"]["path"] = calibration_dest.as_posix()
