@@ -20,6 +20,7 @@ from edgecnn.errors import DataError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Images whose header promises more than this many pixels are refused before decoding (decompression bombs).
 MAX_PIXELS = 50_000_000
+_SCAN_SLICE = 512
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,12 @@ def scan(root: str | Path, validate: bool = True, workers: int | None = None) ->
                     if len(examples) < 5:
                         examples.append((path, "not an image"))
     if validate and candidates:
+        reasons = []
         with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:
-            reasons = list(pool.map(_check_file, [p for p, _ in candidates], chunksize=64))
+            # Executor.map submits every call at once; in slices, a 50k-file folder does not hold 50k futures.
+            for start in range(0, len(candidates), _SCAN_SLICE):
+                chunk = [p for p, _ in candidates[start : start + _SCAN_SLICE]]
+                reasons.extend(pool.map(_check_file, chunk))
     else:
         reasons = [None] * len(candidates)
     samples = []
