@@ -44,7 +44,7 @@ class ModelCard:
         custom_ops: all custom op names.
         subgraphs: number of subgraphs.
         runtime: runtime used for the trial load (name and version).
-        loads: True when this runtime loaded and allocated the model.
+        loads: True when this runtime loaded, allocated and ran the model once (on zeros).
         load_error: why it did not load (empty when it did).
     """
 
@@ -381,7 +381,16 @@ def inspect_model(path: str | os.PathLike, memory_mb: int = 2048, timeout_s: flo
     from edgecnn.runtime.interpreter import read_model_bytes
     from edgecnn.runtime.sandbox import Limits, run_sandboxed
 
+    from edgecnn.runtime.sandbox import check_model
+
     read_model_bytes(path)  # missing/empty/not-a-model: a clear error without starting a child
-    d = run_sandboxed("edgecnn.runtime.inspect:inspect_file", [str(Path(path))], str(path),
-                      Limits(memory_mb=memory_mb, cpu_s=int(timeout_s) + 1, wall_s=timeout_s))
+    limits = Limits(memory_mb=memory_mb, cpu_s=int(timeout_s) + 1, wall_s=timeout_s)
+    d = run_sandboxed("edgecnn.runtime.inspect:inspect_file", [str(Path(path))], str(path), limits)
+    if d["loads"]:
+        # Some verifier-valid files load and then crash on their first inference; a second child runs the model
+        # once on zeros, so that the report (parsed above) survives such a crash and still says so.
+        try:
+            check_model(str(path), limits=limits)
+        except ModelError as exc:
+            d["loads"], d["load_error"] = False, f"it loads but its first inference fails: {exc}"
     return ModelCard.from_dict(d)
