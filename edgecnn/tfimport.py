@@ -2,7 +2,7 @@
 
 TensorFlow 2.21 prints several lines of C++ start-up chatter (oneDNN, missing CUDA drivers, cuInit) through absl
 before any Python logging setting applies; ``TF_CPP_MIN_LOG_LEVEL`` no longer silences them. We point file
-descriptor 2 at /dev/null while TensorFlow starts and lists its devices, then restore it, so users see our
+descriptor 2 away (edgecnn.runtime.native_stderr) while TensorFlow starts and lists its devices, so users see our
 output and real errors only. Set ``EDGECNN_TF_VERBOSE=1`` to see everything.
 """
 
@@ -10,27 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
+
+from edgecnn.runtime.native_stderr import captured_native_output
 
 _DONE = False
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    if os.environ.get("EDGECNN_TF_VERBOSE"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def import_tensorflow():
@@ -39,7 +22,7 @@ def import_tensorflow():
     if not _DONE:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
-            with _quiet_stderr():
+            with contextlib.nullcontext() if os.environ.get("EDGECNN_TF_VERBOSE") else captured_native_output((2,)):
                 import tensorflow as tf
 
                 tf.config.list_physical_devices()

@@ -8,15 +8,13 @@ step).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgecnn.errors import ModelError
+from edgecnn.runtime.native_stderr import captured_native_output
 
 
 @dataclass(frozen=True)
@@ -54,22 +52,6 @@ class MicroCheck:
                 "tolerance": self.tolerance, "samples": self.samples, "error": self.error}
 
 
-@contextlib.contextmanager
-def _capture_stderr():
-    """Capture C++ writes to fd 2 (TFLM prints its allocations there) into a list of one string."""
-    out: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as f:
-        saved = os.dup(2)
-        os.dup2(f.fileno(), 2)
-        try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            f.seek(0)
-            out.append(f.read().decode("utf-8", "replace"))
-
-
 def check(model: bytes, inputs: np.ndarray, tolerance_steps: float = 1.0) -> MicroCheck:
     """Compare TFLM with LiteRT on ``inputs`` (``float32 N x h x w x c``, normalised; quantized here)."""
     from edgecnn.runtime.adapters import input_specs, output_specs, quantize
@@ -85,7 +67,7 @@ def check(model: bytes, inputs: np.ndarray, tolerance_steps: float = 1.0) -> Mic
     tol = tolerance_steps if integer else 1e-5
     diff, arena = 0.0, None
     try:
-        with _capture_stderr() as log:
+        with captured_native_output((2,)) as log:
             micro = runtime.Interpreter.from_bytes(model)
             for i in range(len(inputs)):
                 # the same integer input for both interpreters; outputs compared raw, in quantization steps

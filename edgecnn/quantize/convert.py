@@ -12,8 +12,6 @@ Every conversion is checked by reading the precision back from the produced flat
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -37,20 +35,11 @@ def batch1(model):
     return keras.Model(inp, model(inp), name=model.name)
 
 
-@contextlib.contextmanager
 def quiet_native_logs():
     """Silence the converter's C++ chatter on fd 1/2 (it prints pages of MLIR logs); Python errors still raise."""
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
+    from edgecnn.runtime.native_stderr import quiet_native_output
+
+    return quiet_native_output()
 
 
 def make_converter(model, precision: str, representative: np.ndarray | None = None, io: str = "int8"):
