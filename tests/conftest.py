@@ -129,3 +129,19 @@ def tiny_calibration(tiny_run, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("calibration") / "tiny"
     return cal.build(cal.source_from_run(tiny_run), out, count=100, seed=0)[0]
+
+
+def write_video(path: Path, n: int, fps: float = 25.0, size: tuple[int, int] = (64, 48)) -> Path:
+    """A real mp4 (OpenCV, mp4v) of ``n`` numbered frames of ``size`` (width, height), each frame different."""
+    import cv2
+    import numpy as np
+
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert w.isOpened()
+    scale = size[1] / 60
+    for i in range(n):
+        img = np.full((size[1], size[0], 3), (i * 9) % 250, np.uint8)
+        cv2.putText(img, str(i), (4, int(size[1] * 0.6)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 255), 2)
+        w.write(img)
+    w.release()
+    return path

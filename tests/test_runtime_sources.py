@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
+from conftest import write_video
 import pytest
 
 from edgecnn.errors import SourceError
@@ -16,19 +16,8 @@ from edgecnn.runtime.sources import CameraSource, open_images, open_source
 pytestmark = pytest.mark.device
 
 
-def write_video(path: Path, n: int, size=(160, 120), fps: float = 25.0) -> Path:
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    assert w.isOpened()
-    for i in range(n):
-        img = np.full((size[1], size[0], 3), (i * 7) % 255, np.uint8)
-        cv2.putText(img, str(i), (10, 60), cv2.FONT_HERSHEY_SIMPLEX, 1, (0, 0, 255), 2)
-        w.write(img)
-    w.release()
-    return path
-
-
 def test_every_frame_reads_the_whole_video(tmp_path):
-    video = write_video(tmp_path / "v.mp4", 40)
+    video = write_video(tmp_path / "v.mp4", 40, size=(160, 120))
     with open_source(str(video), every_frame=True) as src:
         frames = list(src)
     assert [f.index for f in frames] == list(range(40))
@@ -38,7 +27,7 @@ def test_every_frame_reads_the_whole_video(tmp_path):
 
 
 def test_live_video_plays_in_real_time_and_the_loop_takes_the_newest_frame(tmp_path):
-    video = write_video(tmp_path / "v.mp4", 30, fps=100.0)
+    video = write_video(tmp_path / "v.mp4", 30, fps=100.0, size=(160, 120))
     got = []
     with open_source(str(video)) as src:
         assert src.live and src.fps == pytest.approx(100.0)

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, write_video
 
 from edgecnn.robustness.fakecam import FakeCamera
-from test_steer_loop import STEER, _constant_model, _tflite, write_video
+from test_steer_loop import STEER, _constant_model, _tflite
 
 pytestmark = pytest.mark.host
 

@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+from conftest import write_video
 import pytest
 
 from edgecnn.contract import Contract
@@ -76,17 +76,6 @@ def models(tmp_path_factory) -> dict[str, Path]:
         paths[name] = root / f"{name}.tflite"
         paths[name].write_bytes(_tflite(model, contract))
     return paths
-
-
-def write_video(path: Path, n: int, fps: float = 25.0, size=(64, 48)) -> Path:
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    assert w.isOpened()
-    for i in range(n):
-        img = np.full((size[1], size[0], 3), (i * 9) % 250, np.uint8)
-        cv2.putText(img, str(i), (4, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 255), 2)
-        w.write(img)
-    w.release()
-    return path
 
 
 class ScriptedCapture:
