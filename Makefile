@@ -2,16 +2,24 @@
 #   .venv         the workstation environment: edgecnn[train,dev] (TensorFlow, LiteRT, OpenCV, pytest)
 #   .venv-device  what a Raspberry Pi installs: edgecnn[device] only, no TensorFlow; the tests prove the device
 #                 commands run there.
+#   .venv-legacy  the legacy fallback: edgecnn[legacy] (tflite-runtime 2.14, numpy < 2, no ai-edge-litert, no
+#                 TensorFlow); the tests prove classify/inspect/benchmark/steer run there.
+#   .venv-donkey  donkeycar 5.3.0 in its own venv (numpy < 2): the tests read our tubs with donkeycar's own Tub.
+#   /usr/bin/chromium  Debian's browser, driven by Playwright in the live page test (installed when root).
 PYTHON ?= python3
 VENV := .venv
 DEVICE_VENV := .venv-device
+LEGACY_VENV := .venv-legacy
+DONKEY_VENV := .venv-donkey
 
-.PHONY: demo test reference-models clean
+.PHONY: demo test reference-models clean chromium
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tools/robustness/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e ".[train,dev]"
+	# the robustness campaign (`edgecnn robustness`), a developer tool kept out of the device package
+	$(VENV)/bin/python -m pip install --quiet --no-deps -e tools/robustness
 	touch $@
 
 $(DEVICE_VENV)/.installed: pyproject.toml
@@ -20,12 +28,31 @@ $(DEVICE_VENV)/.installed: pyproject.toml
 	$(DEVICE_VENV)/bin/python -m pip install --quiet -e ".[device]"
 	touch $@
 
+$(LEGACY_VENV)/.installed: pyproject.toml
+	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LEGACY_VENV)/bin/python -m pip install --quiet -e ".[legacy]"
+	touch $@
+
+$(DONKEY_VENV)/.installed:
+	test -x $(DONKEY_VENV)/bin/python || $(PYTHON) -m venv $(DONKEY_VENV)
+	$(DONKEY_VENV)/bin/python -m pip install --quiet donkeycar==5.3.0 tflite-runtime "numpy<2" \
+		opencv-python-headless typing_extensions
+	touch $@
+
+# Playwright cannot download its own browser here; the system's chromium is what the test drives.
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || \
+		echo "no /usr/bin/chromium and not root: the live page browser test will be skipped"
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/edgecnn pipeline --config examples/demo_classify.toml
 	$(VENV)/bin/edgecnn pipeline --config examples/demo_steer.toml
 
-test: $(VENV)/.installed $(DEVICE_VENV)/.installed
-	EDGECNN_DEVICE_PYTHON=$(CURDIR)/$(DEVICE_VENV)/bin/python $(VENV)/bin/python -m pytest -q
+test: $(VENV)/.installed $(DEVICE_VENV)/.installed $(LEGACY_VENV)/.installed $(DONKEY_VENV)/.installed chromium
+	EDGECNN_DEVICE_PYTHON=$(CURDIR)/$(DEVICE_VENV)/bin/python EDGECNN_LEGACY_PYTHON=$(CURDIR)/$(LEGACY_VENV)/bin/python \
+		$(VENV)/bin/python -m pytest -q
 
 # Rebuild the shipped reference bundles (firmware_models/) and their calibration sets (calibration/).
 reference-models: $(VENV)/.installed
@@ -35,4 +62,4 @@ reference-models: $(VENV)/.installed
 	$(VENV)/bin/python -m edgecnn.pipeline.publish runs/reference-steer firmware_models/roads_pilotnet calibration/roads200x66-v1
 
 clean:
-	rm -rf $(VENV) $(DEVICE_VENV) runs .pytest_cache
+	rm -rf $(VENV) $(DEVICE_VENV) $(LEGACY_VENV) $(DONKEY_VENV) runs .pytest_cache

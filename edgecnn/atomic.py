@@ -3,6 +3,12 @@ destination, then swapped in.
 
 An interrupted write (crash, kill -9, full disk) leaves either the old file/folder or the complete new one at the
 destination, never a truncated one; the temp file or folder is removed on any error. Standard library only.
+
+Permissions: what we write gets the user's umask, like any ordinary ``open()`` (typically 0644 files and 0755
+folders), so another user, a web server or a copy to the Pi can read it. ``tempfile.mkstemp``/``mkdtemp`` would
+create 0600/0700 and the rename would keep that mode, so the temp file and folder are created here with
+``O_CREAT | O_EXCL`` and the ordinary 0666/0777 request, which the kernel narrows by the umask itself (reading the
+umask with ``os.umask`` would briefly change it for every thread).
 """
 
 from __future__ import annotations
@@ -12,14 +18,49 @@ import ctypes
 import errno
 import json
 import os
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import OutputError
+
+_ATTEMPTS = 100  # random temp names tried before giving up (a collision needs 2**32 names in one folder)
+
+
+def _temp_name(dest: Path, suffix: str) -> Path:
+    return dest.parent / f".{dest.name}.{secrets.token_hex(4)}.tmp{suffix}"
+
+
+def make_temp_file(dest: str | os.PathLike, suffix: str = "") -> Path:
+    """Create an empty, hidden, uniquely named file beside ``dest`` with the umask's ordinary mode (unlike
+    ``tempfile.mkstemp``'s 0600) and return its path. Raises OSError (FileExistsError after many collisions)."""
+    dest = Path(dest)
+    for _ in range(_ATTEMPTS):
+        tmp = _temp_name(dest, suffix)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(dest.parent))
+
+
+def make_temp_dir(dest: str | os.PathLike) -> Path:
+    """Create an empty, hidden, uniquely named folder beside ``dest`` with the umask's ordinary mode (unlike
+    ``tempfile.mkdtemp``'s 0700) and return its path. Raises OSError."""
+    dest = Path(dest)
+    for _ in range(_ATTEMPTS):
+        tmp = _temp_name(dest, "")
+        try:
+            os.mkdir(tmp, 0o777)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(dest.parent))
 
 
 @contextlib.contextmanager
@@ -32,11 +73,9 @@ def atomic_path(dest: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=f".tmp{suffix}", dir=dest.parent)
-        os.close(fd)
+        tmp_path = make_temp_file(dest, suffix)
     except OSError as exc:
         raise OutputError(f"cannot write to {dest.parent}: {exc.strerror or exc}; choose a writable folder") from exc
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -109,10 +148,7 @@ def staged_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     dest = check_folder_dest(dest, overwrite)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the finished folder gets ordinary permissions
+        tmp = make_temp_dir(dest)
     except OSError as exc:
         raise OutputError(f"cannot write to {dest.parent}: {exc.strerror or exc}; choose a writable folder") from exc
     try:

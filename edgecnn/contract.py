@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecnn.atomic import write_json
 from edgecnn.errors import ModelError
 
 FORMAT_VERSION = 1
-TASKS = ("classify", "steer")
-HEADS = ("softmax", "regression", "gmm")
+TASKS = ("classify", "steer", "segment")
+HEADS = ("softmax", "regression", "gmm", "class-map")
 COLOR_ORDERS = ("RGB", "BGR")
+# How a frame larger than the model input is shrunk (see edgecnn.preprocess.resize). "area" and "area-pyramid"
+# filter (no aliasing); the others are plain OpenCV interpolations. Enlarging is always linear.
+RESIZE_METHODS = ("area", "area-pyramid", "linear", "nearest", "cubic")
 
 # Named input ranges: pixel p in 0..255 becomes (p - mean) / std.
 INPUT_RANGES: dict[str, tuple[float, float]] = {
@@ -33,15 +37,25 @@ class Contract:
     """How to feed a model and read its outputs.
 
     Attributes:
-        task: ``"classify"`` or ``"steer"``.
+        task: ``"classify"``, ``"steer"`` or ``"segment"``.
         input_height, input_width: model input size in pixels.
         channels: 3 (colour) or 1 (grey).
         color_order: channel order the model was trained on, ``"RGB"`` or ``"BGR"``.
         mean, std: normalisation, per channel: ``x = (pixel - mean) / std`` with pixel a float in 0..255.
-        resize: OpenCV interpolation used to shrink a frame (``"area"``) or enlarge it (``"linear"``).
-        labels: class names for ``classify`` (index order); empty for ``steer``.
+        resize: how a larger frame is shrunk to the input size, one of :data:`RESIZE_METHODS`: ``"area"``
+            (OpenCV INTER_AREA, exact at any factor; fast when the factor is an integer), ``"area-pyramid"``
+            (exact 2x2 means while the frame is at least twice the input, then one INTER_AREA step: as
+            alias-free, 3-7x faster for large frames, but not bit-identical to ``"area"``), ``"linear"``,
+            ``"nearest"``, ``"cubic"``. Enlarging always uses linear interpolation. Training and the device both
+            resize through :func:`edgecnn.preprocess.resize` with this method.
+        source_size: ``(width, height)`` of the frames the model was trained on (a tub recorded at 160x120 ->
+            ``(160, 120)``), or ``()`` when unknown or mixed. The device opens its camera at this size, so the
+            camera does the shrinking the training data had.
+        labels: class names for ``classify`` and ``segment`` (index order; for ``segment`` index 0 is
+            ``background``); empty for ``steer``.
         head: ``"softmax"`` (class probabilities), ``"regression"`` (steering [, throttle]) or ``"gmm"``
-            (mixture over steering: K logits, K means, K log-sigmas).
+            (mixture over steering: K logits, K means, K log-sigmas) or ``"class-map"`` (``segment``: a per-pixel
+            class map, output ``(1, h, w, K)`` scores over ``labels`` at every input pixel).
         steering_range: steering output range, ``(-1.0, 1.0)``; positive = right.
         throttle: the model also outputs throttle.
         components: number of Gaussian components for the ``gmm`` head.
@@ -63,6 +77,7 @@ class Contract:
     throttle: bool = False
     components: int = 0
     arch: str = ""
+    source_size: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     format_version: int = FORMAT_VERSION
 
@@ -79,8 +94,17 @@ class Contract:
             raise ModelError(f"contract input size must be positive, got: {self.input_height}x{self.input_width}")
         if len(self.mean) != self.channels or len(self.std) != self.channels or min(self.std) <= 0:
             raise ModelError(f"contract mean/std must have {self.channels} entries and std > 0")
+        if self.resize not in RESIZE_METHODS:
+            raise ModelError(f"contract resize must be one of {', '.join(RESIZE_METHODS)}, got: {self.resize!r}")
+        if self.source_size and (len(self.source_size) != 2 or min(self.source_size) <= 0):
+            raise ModelError(f"contract source_size must be (width, height) in pixels, got: {self.source_size!r}")
         if self.task == "classify" and not self.labels:
             raise ModelError("a classification contract needs its labels")
+        if (self.task == "segment") != (self.head == "class-map"):
+            raise ModelError(f"a segment contract has head 'class-map' and only it, got task {self.task!r} with "
+                             f"head {self.head!r}")
+        if self.task == "segment" and len(self.labels) < 2:
+            raise ModelError("a segmentation contract needs its class names (background first, at least 2)")
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -89,8 +113,8 @@ class Contract:
 
     @property
     def num_outputs(self) -> int:
-        """Width of the model's output vector."""
-        if self.task == "classify":
+        """Width of the model's output vector (classes per pixel for ``segment``)."""
+        if self.task in ("classify", "segment"):
             return len(self.labels)
         if self.head == "gmm":
             return 3 * self.components
@@ -101,7 +125,7 @@ class Contract:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("mean", "std", "labels", "steering_range"):
+        for k in ("mean", "std", "labels", "steering_range", "source_size"):
             d[k] = list(d[k])
         return d
 
@@ -110,14 +134,15 @@ class Contract:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Contract:
-        """Build from a dict; unknown keys (from a newer edgecnn) are ignored."""
+        """Build from a dict; unknown keys (from a newer edgecnn) are ignored, missing optional ones take their
+        defaults (a contract written before ``source_size`` existed reads with ``source_size == ()``)."""
         if not isinstance(d, dict):
             raise ModelError(f"a contract must be a JSON object, got: {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for k in ("mean", "std", "labels", "steering_range"):
+        for k in ("mean", "std", "labels", "steering_range", "source_size"):
             if k in kw:
-                kw[k] = tuple(kw[k])
+                kw[k] = tuple(kw[k] or ())
         try:
             return cls(**kw)
         except TypeError as exc:
@@ -131,8 +156,6 @@ class Contract:
             raise ModelError(f"contract is not valid JSON: {exc}") from exc
 
     def save(self, path: str | Path) -> None:
-        from edgecnn.atomic import write_json
-
         write_json(path, self.to_dict())
 
     @classmethod

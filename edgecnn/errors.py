@@ -27,3 +27,15 @@ class SourceError(EdgecnnError):
 
 class OutputError(EdgecnnError):
     """An output location cannot be written (read-only folder, full disk, ...)."""
+
+
+class OptionError(EdgecnnError):
+    """A command-line option or config value is malformed or out of range (``--img-size 0x0``)."""
+
+
+class TrainingError(EdgecnnError):
+    """Training could not produce a usable model (non-finite loss, mismatched resume, ...)."""
+
+
+class ClusterError(EdgecnnError):
+    """A bad strategy, TF_CONFIG or worker list."""

@@ -85,3 +85,39 @@ def steering_agreement(float_pred: np.ndarray, quant_pred: np.ndarray, target: n
         "sign_flips": int((np.sign(f[moving]) != np.sign(q[moving])).sum()),
         "per_bin": per_bin,
     }
+
+
+def segmentation_confusion(pred: np.ndarray, target: np.ndarray, num_classes: int, ignore: int = 255) -> np.ndarray:
+    """``int64 K x K`` pixel confusion (rows: true class, columns: predicted) of class maps ``pred`` and
+    ``target`` (integer arrays of the same shape, any number of frames); ``target == ignore`` pixels not counted."""
+    pred = np.asarray(pred).ravel().astype(np.int64)
+    target = np.asarray(target).ravel().astype(np.int64)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction has {pred.size} pixels, target {target.size}")
+    keep = (target != ignore) & (target < num_classes)
+    return np.bincount(target[keep] * num_classes + np.clip(pred[keep], 0, num_classes - 1),
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def segmentation_metrics(confusion: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    """Mean IoU, IoU and Dice per class, pixel accuracy and the confusion matrix from a pixel ``confusion``
+    (:func:`segmentation_confusion`). IoU = TP / (TP + FP + FN); a class absent from both prediction and target
+    has no IoU (``None``) and is left out of the means. Values are fractions in [0, 1]."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(cm)
+    fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+    union = tp + fp + fn
+    iou = np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+    dice = np.where(union > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), np.nan)
+    per_iou = {c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, iou)}
+    per_dice = {c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, dice)}
+    total = cm.sum()
+    return {
+        "test_mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        "test_pixel_accuracy": float(tp.sum() / total) if total else float("nan"),
+        "test_mean_dice": float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan"),
+        "iou_per_class": per_iou,
+        "dice_per_class": per_dice,
+        "test_pixels": int(total),
+        "confusion": cm.astype(np.int64).tolist(),
+    }

@@ -4,6 +4,12 @@ Used by training (wrapped in ``tf.numpy_function``), calibration, the device run
 serving cannot drift. numpy and OpenCV only.
 
 Frames are OpenCV's native layout: ``uint8 HxWx3 BGR`` (or ``HxW`` grey).
+
+Two steps: :func:`to_model_pixels` (resize per the contract's method, colour order; still ``uint8``) and
+:func:`normalise` (``(pixel - mean) / std`` in float32). The device does not run :func:`normalise` per frame: it
+maps ``uint8`` pixels straight to the model's input dtype through a 256-entry table per channel built *from*
+:func:`normalise` (see :mod:`edgecnn.runtime.adapters`), which gives the same bytes because both steps act on
+each pixel value alone. :func:`to_model_pixels` can reuse its output buffers across frames (:class:`Scratch`).
 """
 
 from __future__ import annotations
@@ -13,10 +19,34 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecnn.contract import Contract
+from edgecnn.contract import RESIZE_METHODS, Contract
 from edgecnn.errors import DataError
+from edgecnn.image_headers import MAX_PIXELS, header_ok
 
-_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
+_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC,
+           "area-pyramid": cv2.INTER_AREA}
+
+# What cv2.imdecode reads in every opencv-python wheel we support (checked with OpenCV 5.0 here; GIF needs
+# OpenCV >= 4.11, older builds report such a file as undecodable). JPEG 2000, OpenEXR and AVIF are left out: they
+# depend on how OpenCV was built, and no camera or data set here uses them. The one list for image folders
+# (training), ``--source`` folders/globs and ``classify IMAGE...``.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".ppm",
+                              ".pgm", ".pbm", ".pnm", ".gif"})
+
+
+class Scratch:
+    """Output buffers that :func:`to_model_pixels` reuses from one frame to the next (one per loop; not
+    thread-safe). A frame of a new size gets new buffers."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype: type = np.uint8) -> np.ndarray:
+        """A buffer of ``shape`` and ``dtype`` (contents undefined), the same array as last time when it fits."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = self._buffers[key] = np.empty(shape, dtype)
+        return buf
 
 
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
@@ -27,9 +57,7 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """
     if not data:
         raise DataError(f"{name}: empty file")
-    from edgecnn.data.imagefolder import MAX_PIXELS, _header_ok
-
-    if not _header_ok(data):  # a decompression bomb: OpenCV would allocate whatever the header declares
+    if not header_ok(data):  # a decompression bomb: OpenCV would allocate whatever the header declares
         raise DataError(f"{name}: the image header declares more than {MAX_PIXELS:,} pixels; refused")
     buf = np.frombuffer(data, dtype=np.uint8)
     try:
@@ -51,22 +79,52 @@ def load_image(path: str | Path) -> np.ndarray:
     return decode_image(data, str(path))
 
 
-def resize(frame: np.ndarray, height: int, width: int, method: str = "area") -> np.ndarray:
-    """Resize ``frame`` (uint8 HxWxC) to ``height`` x ``width``.
+def resize(frame: np.ndarray, height: int, width: int, method: str = "area", dst: np.ndarray | None = None,
+           scratch: Scratch | None = None) -> np.ndarray:
+    """Resize ``frame`` (uint8 HxWxC) to ``height`` x ``width`` with the contract's ``method``.
 
-    Shrinking uses ``method`` (area by default: plain bilinear aliases when shrinking a large photo);
-    enlarging uses linear interpolation, since area interpolation degenerates to nearest when upsampling.
+    Shrinking uses ``method`` (see :data:`edgecnn.contract.RESIZE_METHODS`): ``"area"`` is OpenCV's INTER_AREA
+    (plain bilinear aliases when shrinking a large photo); OpenCV takes its fast path when both factors are
+    integers (640x480 -> 160x120) and a general, slower one otherwise (640x480 -> 64x64). ``"area-pyramid"``
+    halves the frame with exact 2x2 means (OpenCV's fastest INTER_AREA path; an odd last row/column is
+    dropped) while it is at least twice the target on both sides, then does one INTER_AREA step: as
+    alias-free and several times faster on large frames, though not bit-identical to ``"area"``, which is why
+    it is its own method, recorded in the contract. Enlarging (either side) uses linear interpolation, since
+    area interpolation degenerates to nearest when upsampling.
+
+    ``dst`` (uint8 height x width x C), when given, receives the result (no allocation); ``scratch`` holds the
+    pyramid's intermediate frames. Returns ``frame`` itself when it already has the size.
     """
     h, w = frame.shape[:2]
     if (h, w) == (height, width):
         return frame
-    shrinking = height <= h and width <= w
-    interp = _INTERP.get(method, cv2.INTER_AREA) if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(frame, (width, height), interpolation=interp)
+    if method not in _INTERP:
+        raise ValueError(f"unknown resize method {method!r}; expected one of {RESIZE_METHODS}")
+    if not (height <= h and width <= w):
+        return cv2.resize(frame, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
+    if method == "area-pyramid":
+        level = 0
+        while h >= 2 * height and w >= 2 * width:
+            h, w = h // 2, w // 2
+            src = frame[: 2 * h, : 2 * w]
+            out = scratch.get(f"pyramid{level}", (h, w, *frame.shape[2:])) if scratch is not None else None
+            frame = cv2.resize(src, (w, h), dst=out, interpolation=cv2.INTER_AREA)
+            level += 1
+        if (h, w) == (height, width):
+            if dst is None:
+                return frame if scratch is None else frame.copy()
+            dst[...] = frame
+            return dst
+    return cv2.resize(frame, (width, height), dst=dst, interpolation=_INTERP[method])
 
 
-def to_model_pixels(frame: np.ndarray, contract: Contract) -> np.ndarray:
-    """Resize and reorder channels: ``uint8 HxWx3 BGR`` -> ``uint8 h x w x c`` in the contract's colour order."""
+def to_model_pixels(frame: np.ndarray, contract: Contract, scratch: Scratch | None = None) -> np.ndarray:
+    """Resize and reorder channels: ``uint8 HxWx3 BGR`` (or HxW grey, or HxWx4 BGRA) -> ``uint8 h x w x c`` in
+    the contract's colour order.
+
+    With ``scratch`` the result is written into a buffer reused by the next call (valid until then); without,
+    a fresh array (or, when nothing had to change, ``frame`` itself).
+    """
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     elif frame.ndim != 3 or frame.shape[2] not in (3, 4):
@@ -75,11 +133,15 @@ def to_model_pixels(frame: np.ndarray, contract: Contract) -> np.ndarray:
         frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
     if frame.dtype != np.uint8:
         raise DataError(f"expected a uint8 frame, got {frame.dtype}")
-    img = resize(frame, contract.input_height, contract.input_width, contract.resize)
+    h, w = contract.input_height, contract.input_width
+    buf = scratch.get("resized", (h, w, 3)) if scratch is not None else None
+    img = resize(frame, h, w, contract.resize, dst=buf, scratch=scratch)
     if contract.channels == 1:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None]
+        out = scratch.get("grey", (h, w)) if scratch is not None else None
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY, dst=out)[:, :, None]
     if contract.color_order == "RGB":
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        out = scratch.get("rgb", (h, w, 3)) if scratch is not None else None
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out)
     return img
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.native_stderr import captured_native_output
 
 _DONE = False
@@ -23,19 +24,17 @@ def import_tensorflow():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         try:
             with contextlib.nullcontext() if os.environ.get("EDGECNN_TF_VERBOSE") else captured_native_output((2,)):
-                import tensorflow as tf
+                import tensorflow as tf  # lazy: tensorflow
 
                 tf.config.list_physical_devices()
                 # Python-side warnings (retracing notices from Keras' predict) are noise for users too.
                 tf.get_logger().setLevel("ERROR")
-                import keras  # noqa: F401
+                import keras  # lazy: keras  # noqa: F401
         except ImportError as exc:
-            from edgecnn.errors import EdgecnnError
-
             raise EdgecnnError(
                 f"this command needs TensorFlow ({exc}); install the training extra: pip install 'edgecnn[train]'"
             ) from exc
         _DONE = True
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: tensorflow
 
     return tf

@@ -34,7 +34,8 @@ def test_report_rows(compared):
         assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p90"] <= row["latency_ms"]["p99"]
         assert row["size_bytes"] > 0 and 0 <= row["metrics"]["top1"] <= 1
         assert row["metrics"]["count"] == rep["test"]["count"] > 0
-    assert rows["int8"]["precision"] == "int8" and rows["fp32"]["precision"] == "float"
+    # the precision names the user typed in --precisions, read back from each file (not "float" or "16x8")
+    assert [rows[v]["precision"] for v in ("keras", "fp32", "int8")] == ["fp32 (keras)", "fp32", "int8"]
     assert rows["int8"]["size_bytes"] < rows["fp32"]["size_bytes"]
     assert rows["fp32"]["agreement"]["max_abs_diff"] < 1e-4 and rows["fp32"]["agreement"]["top1_agreement"] == 1.0
     assert rep["test"]["disjoint_from_calibration"] is True

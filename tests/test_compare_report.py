@@ -43,8 +43,8 @@ def _row(name: str, precision: str, size: int, top1: float, p50: float, agree: f
 
 @pytest.fixture
 def report() -> CompareReport:
-    rows = (_row("keras", "float (keras)", 204800, 0.9, 40.0, 1.0, 0.0),
-            _row("fp32", "float", 102400, 0.9, 2.0, 1.0, 1e-6),
+    rows = (_row("keras", "fp32 (keras)", 204800, 0.9, 40.0, 1.0, 0.0),
+            _row("fp32", "fp32", 102400, 0.9, 2.0, 1.0, 1e-6),
             _row("int8", "int8", 30720, 0.88, 0.5, 0.96, 0.05))
     return CompareReport(run="/runs/tiny", task="classify", primary_metric="top1", rows=rows,
                          test={"source": "test split of /data", "count": 50, "calibration": "/calib",

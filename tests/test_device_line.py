@@ -1,31 +1,63 @@
-"""The device line: the device side never imports TensorFlow or Keras.
+"""The device line: the device commands never import TensorFlow or Keras, and load only an allowed set of
+third-party packages.
 
-Runs in a subprocess where importing ``tensorflow`` or ``keras`` raises, as on a Raspberry Pi that installed
-only ``edgecnn[device]``.
+Two proofs that complement each other:
+
+* static, over the whole import graph (function-level imports included): the ``device-line`` and
+  ``device-commands`` contracts in ``pyproject.toml``, checked by ``tests/test_layers.py``;
+* dynamic, here: ``classify``, ``steer``, ``inspect`` and ``benchmark`` run for real on shipped models, in a process
+  where importing tensorflow/keras raises (and is recorded even when the caller catches it), and at exit the
+  third-party packages that were loaded must be in :data:`ALLOWED_THIRD_PARTY`. This is Click's
+  ``test_imports.py`` idea applied to whole commands. The same runs happen in the device venv (``make test``
+  builds ``.venv-device`` with ``edgecnn[device]`` only).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from conftest import REPO
+import cv2
+import numpy as np
+import pytest
 
-# Every module a device command may import. New runtime modules are picked up automatically.
-DEVICE_MODULES = ["edgecnn", "edgecnn.contract", "edgecnn.preprocess", "edgecnn.labels", "edgecnn.errors",
-                  "edgecnn.atomic", "edgecnn.data.imagefolder", "edgecnn.data.shapes", "edgecnn.cli"]
-DEVICE_PACKAGES = ["runtime", "cli"]
+from conftest import REPO, write_video
+
+# What the device commands may load. A new device feature that needs a package adds it here, on purpose.
+ALLOWED_THIRD_PARTY = {"ai_edge_litert", "tflite_runtime", "numpy", "cv2", "click", "flatbuffers"}
+BLOCKED = ("tensorflow", "keras", "tf_keras")
 
 BLOCKER = textwrap.dedent(
     """
     import importlib.abc, sys
+    _edgecnn_blocked_attempts = []
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
+                _edgecnn_blocked_attempts.append(name)
                 raise ImportError(f"device line crossed: {name} imported")
             return None
     sys.meta_path.insert(0, Block())
+    """
+)
+
+# Runs one edgecnn command line and writes, at interpreter exit, the top-level packages that were imported and
+# every blocked import that was attempted.
+RECORDER = BLOCKER + textwrap.dedent(
+    """
+    import atexit, json, os
+    def _edgecnn_dump():
+        loaded = sorted({m.split(".")[0] for m in list(sys.modules)})
+        with open(os.environ["EDGECNN_MODULES_OUT"], "w") as f:
+            json.dump({"loaded": loaded, "attempted": _edgecnn_blocked_attempts}, f)
+    atexit.register(_edgecnn_dump)
+    sys.argv = ["edgecnn", *json.loads(os.environ["EDGECNN_ARGV"])]
+    from edgecnn.cli import main
+    main()
     """
 )
 
@@ -35,12 +67,53 @@ def _run(code: str) -> subprocess.CompletedProcess:
                           cwd=REPO, timeout=120)
 
 
-def _device_modules() -> list[str]:
-    mods = list(DEVICE_MODULES)
-    for pkg in DEVICE_PACKAGES:
-        for p in sorted((REPO / "edgecnn" / pkg).glob("*.py")):
-            mods.append(f"edgecnn.{pkg}" if p.stem == "__init__" else f"edgecnn.{pkg}.{p.stem}")
-    return mods
+def _device_python() -> Path | None:
+    env = os.environ.get("EDGECNN_DEVICE_PYTHON")
+    path = Path(env) if env else REPO / ".venv-device" / "bin" / "python"
+    return path if path.exists() else None
+
+
+def third_party(loaded: list[str]) -> set[str]:
+    """Top-level module names that are neither the standard library, nor edgecnn, nor interpreter internals."""
+    return {m for m in loaded if m not in sys.stdlib_module_names and not m.startswith("_") and m != "edgecnn"}
+
+
+@pytest.fixture(scope="module")
+def device_inputs(tmp_path_factory) -> dict[str, Path]:
+    """Shipped models (no TensorFlow needed to use them), two photos and a short video."""
+    root = tmp_path_factory.mktemp("device_line")
+    images = root / "images"
+    images.mkdir()
+    for i in range(2):
+        img = np.full((96, 128, 3), 40 + 80 * i, np.uint8)
+        cv2.circle(img, (64, 48), 30, (255, 255, 255), 4)
+        cv2.imwrite(str(images / f"{i}.png"), img)
+    return {
+        "classify": REPO / "firmware_models" / "shapes_compact" / "model_int8.tflite",
+        "steer": REPO / "firmware_models" / "roads_pilotnet" / "model_int8.tflite",
+        "images": images,
+        "video": write_video(root / "drive.mp4", 12, size=(160, 120)),
+        "root": root,
+    }
+
+
+def _commands(d: dict[str, Path]) -> dict[str, list[str]]:
+    return {
+        "classify": ["classify", "--model", str(d["classify"]), "--json", str(d["images"] / "0.png"),
+                     str(d["images"] / "1.png")],
+        "steer": ["steer", "--model", str(d["steer"]), "--source", str(d["video"]), "--every-frame",
+                  "--max-frames", "8"],
+        "inspect": ["inspect", str(d["classify"]), "--json"],
+        "benchmark": ["benchmark", str(d["classify"]), "--runs", "5", "--warmup", "1", "--json"],
+    }
+
+
+def _record(python: str, argv: list[str], out: Path, env: dict | None = None) -> dict:
+    full_env = {**(env or os.environ), "EDGECNN_MODULES_OUT": str(out), "EDGECNN_ARGV": json.dumps(argv)}
+    proc = subprocess.run([python, "-c", RECORDER], capture_output=True, text=True, cwd=REPO, timeout=180,
+                          env=full_env)
+    assert proc.returncode == 0, (argv[0], proc.stderr[-2000:])
+    return json.loads(out.read_text())
 
 
 def test_blocker_really_blocks():
@@ -48,20 +121,35 @@ def test_blocker_really_blocks():
     assert proc.returncode != 0 and "device line crossed" in proc.stderr
 
 
-def test_device_modules_import_without_tensorflow():
-    mods = _device_modules()
-    assert "edgecnn.runtime.metadata" in mods
-    code = f"""
-    import importlib, sys
-    for m in {mods!r}:
-        importlib.import_module(m)
-    bad = sorted(n for n in sys.modules if n.split('.')[0] in ('tensorflow', 'keras'))
-    assert not bad, bad
-    print('imported', len({mods!r}))
-    """
-    proc = _run(code)
-    assert proc.returncode == 0, proc.stderr
-    assert f"imported {len(mods)}" in proc.stdout
+def test_allow_list_check_can_fail():
+    """The check below is not vacuous: a process that imports an outside package is caught."""
+    assert third_party(["numpy", "os", "_io", "edgecnn", "PIL", "tensorflow"]) == {"numpy", "PIL", "tensorflow"}
+
+
+@pytest.mark.parametrize("command", ["classify", "steer", "inspect", "benchmark"])
+def test_device_command_loads_only_allowed_packages(command, device_inputs):
+    """With TensorFlow installed but blocked: the command runs, tries no blocked import, loads only the allow-list."""
+    argv = _commands(device_inputs)[command]
+    got = _record(sys.executable, argv, device_inputs["root"] / f"{command}.json")
+    assert got["attempted"] == [], f"{command} tried to import {got['attempted']}"
+    extra = third_party(got["loaded"]) - ALLOWED_THIRD_PARTY
+    assert not extra, f"{command} loaded packages outside the device allow-list: {sorted(extra)}"
+
+
+def test_device_venv_commands_load_only_allowed_packages(device_inputs):
+    """The same four commands in the device venv (``edgecnn[device]`` only, TensorFlow absent)."""
+    py = _device_python()
+    if py is None:
+        msg = f"no device venv at {REPO / '.venv-device'} (make test creates it; or set EDGECNN_DEVICE_PYTHON)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " and CI is set: the TensorFlow-free install must be proven on every CI run")
+        pytest.skip(msg)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    for command, argv in _commands(device_inputs).items():
+        got = _record(str(py), argv, device_inputs["root"] / f"venv-{command}.json", env=env)
+        assert got["attempted"] == [], f"{command} tried to import {got['attempted']}"
+        extra = third_party(got["loaded"]) - ALLOWED_THIRD_PARTY
+        assert not extra, f"{command} loaded packages outside the device allow-list: {sorted(extra)}"
 
 
 def test_cli_help_lists_every_command_without_tensorflow():
@@ -87,3 +175,22 @@ def test_version():
     from edgecnn import __version__
 
     assert __version__ in proc.stdout
+
+
+def test_segment_loads_only_allowed_packages(tmp_path):
+    """``segment`` (added with segmentation) on a toy int8 segmentation model, TensorFlow blocked; and in the
+    device venv when there is one."""
+    from test_segment import build_toy_models
+
+    toy = build_toy_models(tmp_path / "toy")
+    argv = ["segment", "--model", str(toy["int8"]), "--json", "--out-masks", str(tmp_path / "masks"),
+            *sorted(str(p) for p in toy["images"].iterdir())]
+    pythons = [(sys.executable, None)]
+    py = _device_python()
+    if py is not None:
+        pythons.append((str(py), {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}))
+    for i, (python, env) in enumerate(pythons):
+        got = _record(python, argv, tmp_path / f"segment{i}.json", env=env)
+        assert got["attempted"] == [], f"segment tried to import {got['attempted']}"
+        extra = third_party(got["loaded"]) - ALLOWED_THIRD_PARTY
+        assert not extra, f"segment loaded packages outside the device allow-list: {sorted(extra)}"

@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_cli, run_python
@@ -60,7 +61,7 @@ def test_bundle_loads_without_tensorflow(bundle):
 import numpy as np
 from edgecnn.runtime.metadata import read_contract
 from edgecnn.runtime.inspect import read_model_info
-from edgecnn.export.evaluate import predict
+from edgecnn.runtime.evaluate import predict
 from edgecnn.labels import read_labels
 from edgecnn.preprocess import load_image, prepare
 data = open({str(bundle["out"] / "model_int8.tflite")!r}, 'rb').read()
@@ -164,7 +165,7 @@ def test_staged_dir_leaves_destination_untouched_on_failure(tmp_path):
 def test_test_images_found_in_the_calibration_set_are_not_scored(bundle):
     from types import SimpleNamespace
 
-    from edgecnn.export.bundle import _test_data
+    from edgecnn.export.bundle import load_test_split
     from edgecnn.quantize.calibration import load_calibration
     from edgecnn.train.run import load_run
 
@@ -176,6 +177,62 @@ def test_test_images_found_in_the_calibration_set_are_not_scored(bundle):
     manifest = dict(calib.manifest, items=list(calib.manifest["items"]) + [{"source": "elsewhere.png", "sha256": leaked}])
     prep = SimpleNamespace(run=run, calib=SimpleNamespace(manifest=manifest, root=calib.root))
     messages = []
-    x, y, excluded = _test_data(prep, messages.append)
-    assert excluded == 1 and len(x) == len(test) - 1
+    split = load_test_split(prep, messages.append)
+    assert split.excluded == 1 and len(split.inputs) == len(test) - 1 == len(split.paths) == len(split.targets)
     assert any("left out of the test metrics" in m for m in messages)
+
+
+def test_parity_check_is_truthy_within_tolerance_and_shows_the_worst_inputs_beyond_it():
+    from edgecnn.export.bundle import parity_check
+
+    ref = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]], np.float32)
+    close = parity_check(ref, ref + np.float32(1e-6), ["a.png", "b.png", "c.png"], 1e-4)
+    assert close and close.count == 3 and "within tolerance" in close.text() and "test image 0 (" not in close.text()
+    drifted = ref.copy()
+    drifted[1] = [0.25, 0.75]
+    far = parity_check(ref, drifted, ["a.png", "b.png", "c.png"], 1e-4)
+    assert not far and far.max_abs == pytest.approx(0.05, abs=1e-6)
+    text = far.text()
+    assert "BEYOND tolerance" in text and "test image 1 (b.png): max |diff| 5.00e-02" in text
+    assert "+0.200000, +0.800000" in text and "+0.250000, +0.750000" in text and "+0.050000, -0.050000" in text
+    assert far.worst[0].index == 1 and not parity_check(ref, ref * np.nan, ["a", "b", "c"], 1e-4)
+
+
+# Every TFLite output drifts by 0.01 from Keras, as a conversion that changed the model would.
+_DRIFT = """
+import sys
+import numpy as np
+import edgecnn.export.bundle as b
+real = b.predict
+b.predict = lambda model, inputs, threads=1: real(model, inputs, threads) + np.float32(0.01)
+from edgecnn.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_export_enforces_the_parity_tolerance_unless_drift_is_allowed(bundle, tmp_path):
+    args = ["export", str(bundle["run"]), "--calibration", str(bundle["calib"])]
+    refused = tmp_path / "refused"
+    r = run_python(_DRIFT.replace("sys.argv[1:]", repr(args + ["--out", str(refused)])), block_tf=False,
+                   timeout=600)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error:")]
+    assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "differs from the Keras model by 1.00e-02" in errors[0] and "--allow-parity-drift" in errors[0]
+    assert "BEYOND tolerance" in r.stderr and "test image" in r.stderr  # the worst inputs were shown
+    assert not refused.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
+    allowed = tmp_path / "allowed"
+    r = run_python(_DRIFT.replace("sys.argv[1:]", repr(args + ["--out", str(allowed), "--allow-parity-drift"])),
+                   block_tf=False, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    parity = json.loads((allowed / "model_card.json").read_text())["parity"]
+    assert parity["keras_vs_fp32_tflite_within_tolerance"] is False and parity["parity_drift_allowed"] is True
+    assert parity["keras_vs_fp32_tflite_max_abs"] == pytest.approx(0.01, rel=1e-3)
+    assert "BEYOND tolerance" in r.stdout
+
+
+def test_a_c_array_that_does_not_round_trip_is_an_internal_error(monkeypatch):
+    import edgecnn.export.bundle as b
+
+    monkeypatch.setattr(b, "parse_c_array", lambda source: b"")
+    with pytest.raises(RuntimeError, match="does not round-trip"):
+        b.c_array_step(b"TFL3 model bytes", np.zeros((1, 4, 4, 3), np.float32), lambda m: None)

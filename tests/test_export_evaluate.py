@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgecnn.contract import Contract
-from edgecnn.export.evaluate import score_outputs, steering_of
+from edgecnn.runtime.evaluate import score_outputs, steering_of
 
 pytestmark = pytest.mark.device
 

@@ -128,3 +128,14 @@ def test_cli_calibrate_data_folder_and_bad_inputs(data_dir, tmp_path):
     r = run_cli("calibrate", str(tmp_path / "nope"), "--out", str(tmp_path / "d"), block_tf=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_cli_calibrate_takes_and_prints_width_x_height(data_dir, tmp_path):
+    """Sizes are typed and printed WIDTHxHEIGHT, the way `train --img-size` takes them (issue 16)."""
+    r = run_cli("calibrate", str(data_dir), "--out", str(tmp_path / "c"), "--count", "20", "--img-size", "40x24",
+                block_tf=True)
+    assert r.returncode == 0, r.stderr
+    assert "40x24" in r.stdout and "24x40" not in r.stdout
+    assert np.load(tmp_path / "c" / "images.npy").shape[1:3] == (24, 40)  # arrays are H x W
+    r = run_cli("calibrate", str(data_dir), "--out", str(tmp_path / "d"), "--img-size", "40by24", block_tf=True)
+    assert r.clean_error and "--img-size" in r.stderr and not (tmp_path / "d").exists()

@@ -44,7 +44,7 @@ def test_precision_is_read_back_from_the_model(prep, precision, io, expect):
 
 
 def test_keras_and_fp32_tflite_agree_to_1e_4(prep):
-    from edgecnn.export.evaluate import predict
+    from edgecnn.runtime.evaluate import predict
     from edgecnn.quantize.convert import convert
 
     x = prep.calib_inputs[:32]

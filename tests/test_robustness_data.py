@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecnn.data import imagefolder
+from edgecnn import image_headers
 from edgecnn.data.shapes import generate
 from edgecnn.errors import DataError
 from edgecnn.preprocess import decode_image
-from edgecnn.robustness import faults
+from edgecnn_robustness import faults
 
 
 @pytest.fixture()
@@ -54,17 +54,17 @@ def test_too_little_usable_data_is_one_clear_error(tmp_path, cli):
 
 def test_huge_jpeg_header_is_refused_before_decoding():
     data = faults.huge_header("jpeg", 30_000)
-    assert imagefolder._jpeg_size(data) == (30_000, 30_000)
-    assert not imagefolder._header_ok(data)  # decoding it would take 2.7 GB and ~20 s
+    assert image_headers.jpeg_size(data) == (30_000, 30_000)
+    assert not image_headers.header_ok(data)  # decoding it would take 2.7 GB and ~20 s
     ok = cv2.imencode(".jpg", np.zeros((40, 30, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
-    assert imagefolder._jpeg_size(ok) == (40, 30) and imagefolder._header_ok(ok)
+    assert image_headers.jpeg_size(ok) == (40, 30) and image_headers.header_ok(ok)
 
 
 def test_truncated_jpeg_is_detected_but_complete_ones_are_not():
     full = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))[1].tobytes()
-    assert not imagefolder._truncated_jpeg(full)
-    assert not imagefolder._truncated_jpeg(full + b"\0" * 10)  # padding after the end marker is harmless
-    assert imagefolder._truncated_jpeg(full[: len(full) // 2])
+    assert not image_headers.truncated_jpeg(full)
+    assert not image_headers.truncated_jpeg(full + b"\0" * 10)  # padding after the end marker is harmless
+    assert image_headers.truncated_jpeg(full[: len(full) // 2])
 
 
 def test_decoder_errors_become_a_data_error_not_a_traceback():

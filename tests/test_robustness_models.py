@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from edgecnn.robustness import campaign, diskfaults, killtest
-from edgecnn.robustness.mutate import KINDS
-from edgecnn.robustness.suite import prepare_workspace, training_figures
+from edgecnn_robustness import campaign, diskfaults, killtest
+from edgecnn_robustness.mutate import KINDS
+from edgecnn_robustness.suite import prepare_workspace, training_figures
 
 pytestmark = [pytest.mark.host, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Robustness of the device side: hostile sandbox children, unsafe Keras files, faulty cameras against the real
 ``edgecnn classify`` process, signals, listening sockets, and the report's verdicts.
 
-The camera is :class:`edgecnn.robustness.fakecam.FakeCamera`, a real MJPEG-over-HTTP stream on 127.0.0.1 read by
+The camera is :class:`edgecnn_robustness.fakecam.FakeCamera`, a real MJPEG-over-HTTP stream on 127.0.0.1 read by
 OpenCV's FFmpeg backend. Steering under the same faults is covered by ``tests/test_steer_cli.py`` and measured by
 ``edgecnn robustness`` (worst stall-to-neutral time).
 """
@@ -13,13 +13,13 @@ import sys
 
 import pytest
 
-from edgecnn.robustness import camera, campaign, report
-from edgecnn.robustness.fakecam import FakeCamera
-from edgecnn.robustness.mutate import KINDS, make_mutant, structure_offsets
+from edgecnn_robustness import camera, campaign, report
+from edgecnn_robustness.fakecam import FakeCamera
+from edgecnn_robustness.mutate import KINDS, make_mutant, structure_offsets
 
 
 def test_hostile_children_are_contained_and_named():
-    for h in campaign.hostile_children(memory_mb=512, cpu_s=1, wall_s=2.0):
+    for h in campaign.hostile_children(memory_mb=512, cpu_s=1, wall_s=4.0):
         assert h.named, h
         assert h.seconds < 10, h
 

@@ -125,3 +125,74 @@ def test_missing_camera_fails_fast():
         CameraSource(lambda: None, "camera x", give_up_s=30)
     assert time.monotonic() - t0 < 1
     assert threading.active_count() < 50
+
+
+def test_choose_capture_size_prefers_option_then_training_size_then_smallest_covering_mode():
+    from edgecnn.runtime.sources import CAMERA_MODES, choose_capture_size
+
+    assert choose_capture_size((320, 240), (160, 120), (64, 64)) == (320, 240)  # --capture-size wins
+    assert choose_capture_size(None, (160, 120), (200, 66)) == (160, 120)  # the tub's size, even below 200 wide
+    assert choose_capture_size(None, (), (64, 64)) == (160, 120)
+    assert choose_capture_size(None, (), (200, 66)) == (320, 240)
+    assert choose_capture_size(None, None, (5000, 5000)) == CAMERA_MODES[-1]
+    assert choose_capture_size(None, (), None) is None
+
+
+class SizedCapture(FlakyCapture):
+    """A capture that reports its frame size through OpenCV's properties, like cv2.VideoCapture."""
+
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(fail_after=10**6)
+        self.props = {cv2.CAP_PROP_FRAME_WIDTH: float(width), cv2.CAP_PROP_FRAME_HEIGHT: float(height)}
+
+    def get(self, prop: int) -> float:
+        return self.props.get(prop, 0.0)
+
+
+def test_camera_reports_the_size_it_gave_and_the_note_says_so():
+    from edgecnn.runtime.sources import capture_note
+
+    src = CameraSource(lambda: SizedCapture(176, 144), "camera test", warn=lambda m: None)
+    try:
+        assert src.capture_size == (176, 144)
+        note = capture_note(src, (160, 120), "the size of the model's training frames")
+        assert "capturing at 176x144" in note and "asked for 160x120" in note
+        assert capture_note(src, (176, 144)) == "camera test: capturing at 176x144"
+    finally:
+        src.close()
+        src.join()
+    picam_like = FlakyCapture(10**6)
+    picam_like.size = (160, 128)  # picamera2's configured main size, read back after align_configuration
+    src = CameraSource(lambda: picam_like, "picamera2", warn=lambda m: None)
+    try:
+        assert src.capture_size == (160, 128)
+    finally:
+        src.close()
+        src.join()
+
+
+def test_files_have_no_capture_size(tmp_path):
+    from edgecnn.runtime.sources import capture_note
+
+    video = write_video(tmp_path / "v.mp4", 5, size=(160, 120))
+    with open_source(str(video), every_frame=True, capture_size=(64, 48)) as src:
+        assert src.capture_size is None and capture_note(src, (64, 48)) is None
+        assert src.read().image.shape == (120, 160, 3)  # a file is read at its own size
+
+
+def test_classify_takes_capture_size_and_refuses_a_bad_one(tmp_path, capsys):
+    """``--capture-size`` is parsed as WIDTHxHEIGHT (a file source ignores it); a bad one is one Error line."""
+    from conftest import REPO
+
+    from edgecnn.cli import main
+
+    model = REPO / "firmware_models" / "shapes_compact" / "model_int8.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} is not here")
+    video = write_video(tmp_path / "v.mp4", 6, size=(160, 120))
+    args = ["classify", "--model", str(model), "--source", str(video), "--every-frame", "--trust-model", "--json"]
+    main([*args, "--capture-size", "160x120"])  # returns on success
+    assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")]) == 6
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--capture-size", "160by120"])
+    assert exit_info.value.code == 2 and "--capture-size must look like" in capsys.readouterr().err

@@ -106,6 +106,18 @@ def test_cli_plot_writes_a_png(tmp_path):
     assert p.returncode == 0, p.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "departures:" in p.stdout
+    # with departures, the in-lane share never reads 100.0 % (issue 16), and roads are numbered from 1 as in the plot
+    departures = int(next(line for line in p.stdout.splitlines() if line.startswith("departures:")).split()[1])
+    assert departures > 0 and "in-lane time:     100.0 %" not in p.stdout
+    assert "road 1/2" in p.stderr and "road 0" not in p.stderr
+
+
+def test_percent_never_rounds_a_failure_to_100():
+    from edgecnn.cli.cmd_simulate import _percent
+
+    assert _percent(0.99996, departures=1) == "99.99 %"
+    assert _percent(0.99996, departures=0) == "100.0 %"
+    assert _percent(0.5, departures=3) == "50.0 %"
 
 
 @pytest.mark.parametrize(
@@ -137,7 +149,7 @@ def test_device_side_modules_never_import_tensorflow(tmp_path):
     code = (
         "import sys\n"
         "sys.modules['tensorflow'] = None\nsys.modules['keras'] = None\n"
-        "import edgecnn.sim.simulate, edgecnn.sim.policy, edgecnn.sim.render, edgecnn.mixture\n"
+        "import edgecnn.sim.simulate, edgecnn.runtime.model_policy, edgecnn.sim.render, edgecnn.mixture\n"
         "import edgecnn.data.steering, edgecnn.data.tub, edgecnn.data.steering_csv, edgecnn.data.roads\n"
         "import edgecnn.cli.cmd_simulate, edgecnn.cli.data_roads\n"
         f"edgecnn.data.roads.generate({str(tmp_path / 'r')!r}, n=3, size=(64, 48))\n"

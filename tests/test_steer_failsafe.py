@@ -9,7 +9,13 @@ import socket
 import pytest
 
 from edgecnn.errors import OutputError
-from edgecnn.runtime.failsafe import Command, CommandShaper, FailsafeConfig, is_stale
+from edgecnn.runtime.failsafe import (
+    Command,
+    CommandShaper,
+    FailsafeConfig,
+    is_stale,
+    watchdog_expired,
+)
 from edgecnn.runtime.sinks import StdoutSink, UdpSink, open_sink, parse_udp
 
 pytestmark = pytest.mark.device
@@ -126,3 +132,39 @@ def test_stdout_sink_writes_strict_json_lines(capsys):
     StdoutSink().send(Command(1.0, 0.5, 0.1, 0.0, 0.2, "ok", 3))
     line = capsys.readouterr().out
     assert line.endswith("\n") and json.loads(line)["uncertainty"] == 0.2
+
+
+def test_slew_limit_runs_in_frame_time_not_wall_time():
+    """A recording replayed as fast as possible (every command at the same wall instant) gets the steering it got
+    when driven: the limit follows the frames' capture times."""
+    frames = [(1000.0 + 0.05 * i, 1.0 if i >= 2 else 0.0) for i in range(8)]  # 20 FPS, a step to full right
+
+    def run(mono_of):
+        s = CommandShaper(FailsafeConfig(max_rate=4.0), start_mono=0.0)
+        return [s.from_output(v, None, None, frame_time=t, frame=i, now=0.0, mono=mono_of(i)).steering
+                for i, (t, v) in enumerate(frames)]
+
+    real_time = run(lambda i: 0.05 * (i + 1))
+    as_fast_as_possible = run(lambda i: 1e-6 * (i + 1))
+    assert real_time == pytest.approx([0.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0])  # 4 units/s x 50 ms per frame
+    assert as_fast_as_possible == pytest.approx(real_time)
+
+
+def test_frame_time_going_backwards_holds_the_steering():
+    s = CommandShaper(FailsafeConfig(max_rate=1.0))
+    shape(s, 0.5, 0.0)
+    cmd = s.from_output(-1.0, None, None, frame_time=999.0, frame=1, now=0.0, mono=5.0)
+    assert cmd.steering == 0.5  # a clock that jumps back allows no change
+
+
+def test_file_name_is_in_the_json_only_when_known():
+    s = CommandShaper(FailsafeConfig(max_rate=None))
+    with_file = s.from_output(0.1, None, None, 1.0, 3, 2.0, 0.0, file="17_cam_image_array_.jpg")
+    assert json.loads(with_file.to_json())["file"] == "17_cam_image_array_.jpg"
+    assert set(json.loads(shape(s, 0.1, 0.1).to_json())) == KEYS
+
+
+def test_receiver_watchdog_rule():
+    assert watchdog_expired(None, 0.0, 0.5)  # nothing ever arrived
+    assert not watchdog_expired(10.0, 10.5, 0.5)
+    assert watchdog_expired(10.0, 10.501, 0.5)

@@ -102,13 +102,27 @@ class ScriptedCapture:
         pass
 
 
-def run_loop(source, model, config, stop_after: float | None = None, **kw):
-    """Run steer_stream and return (commands as dicts, SteerResult)."""
+def run_loop(source, model, config, stop_after: float | None = None, after_a_result: bool = False, **kw):
+    """Run steer_stream and return (commands as dicts, SteerResult).
+
+    ``stop_after`` seconds, or, with ``after_a_result``, that long and then as soon as the model has produced a
+    result (plus 0.3 s for the emitter to see it): a slow model's invoke takes 0.3 s on a quiet box and several
+    seconds on a loaded one."""
     commands = []
     stop = StopRequest()
-    if stop_after is not None:
+    predictor = Predictor(str(model))  # loaded before the stop timer starts: on a loaded box loading takes a while
+    if stop_after is not None and after_a_result:
+        def stop_when_a_result_came() -> None:
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 60 and (time.monotonic() - t0 < stop_after or predictor.last_timings is None):
+                time.sleep(0.05)
+            time.sleep(0.3)
+            stop.set("test")
+
+        threading.Thread(target=stop_when_a_result_came, daemon=True).start()
+    elif stop_after is not None:
         threading.Timer(stop_after, stop.set, args=("test",)).start()
-    result = steer_stream(source, Predictor(str(model)), config, on_command=lambda c: commands.append(c.to_dict()),
+    result = steer_stream(source, predictor, config, on_command=lambda c: commands.append(c.to_dict()),
                           stop=stop, **kw)
     return commands, result
 
@@ -125,7 +139,7 @@ def stale_episodes(commands):
     return out
 
 
-def test_stalling_source_gets_neutral_within_deadline_and_recovers(models):
+def test_stalling_source_gets_neutral_within_deadline_and_recovers(models, scheduler):
     deadline = 0.2
     cap = ScriptedCapture(every=12, stall_s=0.45)
     src = CameraSource(lambda: cap, "scripted camera", give_up_s=10, stall_s=5.0)  # no reopen: a pure stall
@@ -137,7 +151,7 @@ def test_stalling_source_gets_neutral_within_deadline_and_recovers(models):
     stall_to_neutral = [stale["time"] - t for (_, stale), t in zip(episodes, cap.stalls)]
     print(f"\nstall trials: {len(episodes)}, deadline {deadline * 1e3:.0f} ms; worst frame-to-neutral "
           f"{max(frame_to_neutral) * 1e3:.1f} ms; worst stall-to-neutral {max(stall_to_neutral) * 1e3:.1f} ms")
-    assert max(frame_to_neutral) <= deadline + 0.05
+    assert max(frame_to_neutral) <= deadline + scheduler.margin(0.05)
     assert all(stale["steering"] == 0 and stale["throttle"] == 0 for _, stale in episodes)
     # every stall is followed by ok commands again (recovery), and the stale ones repeat during the stall
     states = [c["state"] for c in commands]
@@ -145,8 +159,9 @@ def test_stalling_source_gets_neutral_within_deadline_and_recovers(models):
     for _, stale in episodes:
         after = states[commands.index(stale):]
         assert "ok" in after[:-1]
-    assert result.worst_neutral_ms <= (deadline + 0.05) * 1e3
-    assert result.longest_gap_ms <= (deadline + 0.05) * 1e3  # the loop never went silent beyond the deadline
+    assert result.worst_neutral_ms <= (deadline + scheduler.margin(0.05)) * 1e3
+    # the loop never went silent beyond the deadline
+    assert result.longest_gap_ms <= (deadline + scheduler.margin(0.05)) * 1e3, scheduler.worst
 
 
 def test_nan_model_output_becomes_neutral(models, tmp_path):
@@ -165,8 +180,10 @@ def test_slew_rate_and_constant_throttle_on_a_real_model(models, tmp_path):
     ok = [c for c in commands if c["state"] == "ok"]
     steer = [c["steering"] for c in ok]
     assert steer == sorted(steer) and 0 < steer[0] < 0.1 and steer[-1] == pytest.approx(0.7)
-    for a, b in zip(ok, ok[1:]):  # never faster than 1 unit/s (2 ms slack for the clock reads)
-        assert b["steering"] - a["steering"] <= 1.0 * (b["time"] - a["time"] + 0.002)
+    # never faster than 1 unit/s of frame time: the limit runs on the frames' capture times (a recorded drive
+    # replays as it was driven), so that is the clock to check it against
+    for a, b in zip(ok, ok[1:]):
+        assert b["steering"] - a["steering"] <= 1.0 * (b["frame_time"] - a["frame_time"]) + 2e-5  # JSON rounding
     assert {c["throttle"] for c in ok} == {0.2}
 
 
@@ -182,19 +199,20 @@ def test_model_throttle_and_gmm_uncertainty(models, tmp_path):
     assert first["throttle"] == pytest.approx(0.2) and abs(first["steering"]) < 1e-6
 
 
-def test_slow_model_never_steers_on_old_frames(models, tmp_path):
+def test_slow_model_never_steers_on_old_frames(models, tmp_path, scheduler):
     """A model slower than the deadline (a stand-in for a hung invoke()): every result is late, neutral goes out."""
     video = write_video(tmp_path / "v.mp4", 100, size=(160, 120))
     deadline = 0.1
     commands, result = run_loop(open_source(str(video)), models["slow"], FailsafeConfig(deadline_s=deadline),
-                                stop_after=1.2, warmup=0)
+                                stop_after=1.2, after_a_result=True, warmup=0)
     states = [c["state"] for c in commands]
     assert "ok" not in states and states.count("stale") >= 10 and states[-1] == "stopped"
     assert result.late >= 1
-    assert result.worst_neutral_ms <= (deadline + 0.05) * 1e3, result.format()
-    # the neutral heartbeat (every deadline / 2) does not wait for the model; the slack is for a loaded 2-core box
+    assert result.worst_neutral_ms <= (deadline + scheduler.margin(0.05)) * 1e3, result.format()
+    # the neutral heartbeat (every deadline / 2) does not wait for the model; the margin adds the machine's measured
+    # scheduling delay (conftest.SchedulerProbe), so load cannot fail the test but a loop that waits would
     gaps = [b["time"] - a["time"] for a, b in zip(commands, commands[1:-1])]
-    assert max(gaps) <= deadline + 0.05, gaps
+    assert max(gaps) <= deadline + scheduler.margin(0.05), (gaps, scheduler.worst)
 
 
 def test_source_that_gives_up_raises_after_a_final_neutral(models):

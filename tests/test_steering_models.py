@@ -141,7 +141,7 @@ def test_gmm_head_learns_a_two_way_choice(keras):
 
 def test_int8_gmm_model_runs_on_the_device_runtime(keras, tmp_path):
     from edgecnn.models.registry import create_model
-    from edgecnn.sim.policy import ModelPolicy
+    from edgecnn.runtime.model_policy import ModelPolicy
 
     shape = (60, 80, 3)
     model = create_model("donkey", shape, 9, head="gmm", components=3)
@@ -166,7 +166,7 @@ def test_int8_gmm_model_runs_on_the_device_runtime(keras, tmp_path):
 
 def test_model_drives_in_the_simulator_float_and_int8(keras, tmp_path):
     from edgecnn.models.registry import create_model
-    from edgecnn.sim.policy import ModelPolicy
+    from edgecnn.runtime.model_policy import ModelPolicy
     from edgecnn.sim.simulate import SimConfig, simulate
 
     shape = (66, 200, 3)

@@ -128,10 +128,13 @@ def test_generate_bad_arguments(tmp_path):
     with pytest.raises(OutputError, match="--overwrite"):
         roads.generate(tmp_path / "full", n=2)
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    from edgecnn.errors import OptionError
+    from edgecnn.sizes import parse_size
+
     for bad in ("160", "axb", "10x10", "160x120x3"):
-        with pytest.raises(DataError, match="--size"):
-            roads.parse_size(bad)
-    assert roads.parse_size("160x120") == (160, 120)
+        with pytest.raises(OptionError, match="--size"):
+            parse_size(bad, option="--size", minimum=32, maximum=1920, square_ok=False)
+    assert parse_size("160x120", option="--size", square_ok=False) == (160, 120)
 
 
 def test_roads_command(tmp_path):

@@ -167,3 +167,19 @@ def test_corrupt_and_non_image_files_are_skipped_and_counted(cli, tiny_shapes, t
     r = cli("train", data, "--out", tmp_path / "run", "--img-size", "32", "--epochs", "1")
     assert r.returncode == 0, r.stderr
     assert "skipped 3 files" in r.stderr and "1 not an image" in r.stderr and "1 zero-byte" in r.stderr
+
+
+def test_ctrl_c_prints_how_to_resume(tiny_shapes, tmp_path):
+    """Ctrl-C (SIGINT) during training: a hint that the same command resumes, not only "Aborted."."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "edgecnn", "train", str(tiny_shapes), "--out", str(out), "--img-size", "16",
+           "--epochs", "50", "--batch", "8", "--patience", "100"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not (out / "history.json").is_file():
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr, stderr[-2000:]

@@ -31,7 +31,7 @@ def test_steering_augment_flips_and_shifts_consistently():
 
     tf = import_tensorflow()
     from edgecnn.contract import Contract
-    from edgecnn.train.steer_task import steering_augment
+    from edgecnn.train.tasks.steer import steering_augment
 
     c = Contract(task="steer", input_height=20, input_width=40, head="regression")
     # a frame whose left half is bright: after a flip the bright half is on the right
@@ -57,6 +57,15 @@ def test_train_steer_on_roads_writes_steering_metrics(cli, roads, tmp_path):
     c = json.loads((out / "contract.json").read_text())
     assert c["task"] == "steer" and c["head"] == "regression" and c["input_width"] == 100
     assert "time-block split" in r.stderr
+
+
+def test_donkey_trains_at_its_registered_160x120_unless_told(cli, roads, tmp_path):
+    out = tmp_path / "run"
+    r = cli("train", roads, "--task", "steer", "--arch", "donkey", "--epochs", "1", "--out", out)
+    assert r.returncode == 0, r.stderr
+    c = json.loads((out / "contract.json").read_text())
+    assert (c["input_width"], c["input_height"]) == (160, 120)  # not pilotnet's 200x66
+    assert json.loads((out / "config.json").read_text())["img_size"] == [160, 120]
 
 
 def test_train_gmm_head_reports_nll_and_calibration(cli, roads, tmp_path):

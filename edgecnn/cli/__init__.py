@@ -4,6 +4,14 @@ Every sub-command lives in its own module ``edgecnn/cli/cmd_<name>.py`` that def
 ``cli``; the group discovers them by file name and imports one only when it is needed. Command modules import
 only Click (and the standard library) at module level, so ``edgecnn --help`` and the device-side commands never
 import TensorFlow: heavy imports happen inside the command function.
+
+:func:`main` sorts what goes wrong into three kinds:
+
+- a user error (an :class:`~edgecnn.errors.EdgecnnError`, a Click usage error): one ``Error:`` line, exit 2;
+- an environment error (an ``OSError``: full disk, read-only folder, a file that vanished): one ``Error:`` line
+  naming the file, exit 2;
+- anything else is a bug in edgecnn: the traceback is kept, a line says so and where to report it, exit 70
+  (``EX_SOFTWARE`` of sysexits.h).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import click
@@ -21,6 +30,11 @@ from edgecnn import __version__
 from edgecnn.errors import EdgecnnError
 
 _HERE = Path(__file__).parent
+
+USER_ERROR_EXIT = 2  # user and environment errors (Click's usage errors exit 2 too)
+BUG_EXIT = 70  # EX_SOFTWARE: an internal error
+BUG_REPORT = ("This is a bug in edgecnn, not a problem with your input: please report it to the edgecnn issue tracker "
+              "with the command you ran and the traceback above (`edgecnn --version` says which version).")
 
 
 def _command_names() -> list[str]:
@@ -55,12 +69,30 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is, so that ``finally`` blocks and atomic writers clean up."""
 
 
+_signalled: list[str] = []  # set by the SIGTERM handler: the interrupt may come back wrapped by a library
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
+    _signalled.append("SIGTERM")
     raise _Terminated()
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """True when ``exc`` is what became of a Ctrl-C or SIGTERM: a library (TensorFlow calling back into Python
+    during calibration, a thread pool) may re-raise the KeyboardInterrupt as its own exception type."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return bool(_signalled)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Console entry point: user and environment errors become one line on stderr and exit code 2, never a
+    traceback; an internal bug keeps its traceback and exits 70 (see module docstring)."""
     # TensorFlow's C++ start-up chatter is noise for users; only host commands import it at all.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # SIGTERM (kill, systemd stop) unwinds like Ctrl-C, so temporary files and half-built folders are removed
@@ -91,4 +123,19 @@ def main(argv: list[str] | None = None) -> None:
         # A full disk, a read-only folder, a vanished file: say what and where, not a traceback.
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
-        sys.exit(1)
+        sys.exit(USER_ERROR_EXIT)
+    except Exception as exc:
+        if _interrupted(exc):
+            terminated = bool(_signalled)
+            click.echo("Terminated." if terminated else "Interrupted.", err=True)
+            sys.exit(143 if terminated else 130)
+        # Not a user's mistake: keep everything a maintainer needs to find it.
+        traceback.print_exc()
+        click.echo(BUG_REPORT, err=True)
+        sys.exit(BUG_EXIT)
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            # The command is over (its work done, or its error reported). Python's shutdown puts SIGTERM back to
+            # its default action, so a SIGTERM arriving while TensorFlow tears down would kill the exiting
+            # process (exit -15) although everything was written; from here on it changes nothing.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)

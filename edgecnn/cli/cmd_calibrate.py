@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -10,8 +12,9 @@ import click
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Set folder to write (calibration/NAME).")
 @click.option("--count", default=300, show_default=True, help="Images in the set (>= 100 recommended).")
 @click.option("--seed", default=0, show_default=True, help="Random seed; the same seed picks the same images.")
-@click.option("--img-size", default=None, type=int,
-              help="Model input side in pixels when DATA is an image folder (default 64); a run folder's contract decides otherwise.")
+@click.option("--img-size", default=None,
+              help="Model input N or WIDTHxHEIGHT when DATA is an image folder (default 64); a run folder's contract "
+                   "decides otherwise.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def cli(data, out, count, seed, img_size, overwrite):
     """Pick a representative calibration set from the TRAINING split of DATA.
@@ -21,22 +24,23 @@ def cli(data, out, count, seed, img_size, overwrite):
     (steering: spread over the steering range); the test split is never used. Writes images.npy, targets.npy,
     MANIFEST.json (sha256 of every item and of the set) and coverage.json, and prints the coverage report.
     """
-    from pathlib import Path
-
-    from edgecnn.errors import DataError
-    from edgecnn.quantize import calibration as cal
-    from edgecnn.train.run import is_run_folder
+    from edgecnn.errors import DataError  # lazy: cli
+    from edgecnn.sizes import format_size, parse_size  # lazy: cli
+    from edgecnn.quantize import calibration as cal  # lazy: cli
+    from edgecnn.quantize.remembered import remember  # lazy: cli
+    from edgecnn.train.run import is_run_folder  # lazy: cli
 
     if count <= 0:
         raise click.BadParameter(f"--count must be positive, got {count}")
+    size = parse_size(img_size) if img_size is not None else None  # (width, height)
     if is_run_folder(data):
         src = cal.source_from_run(data)
-        if img_size is not None and img_size != src.input_height:
-            raise DataError(f"--img-size {img_size} differs from the run's input size {src.input_height}x"
-                            f"{src.input_width}; omit --img-size for a run folder")
+        if size is not None and size != (src.input_width, src.input_height):
+            raise DataError(f"--img-size {img_size} differs from the run's input size "
+                            f"{format_size(src.input_width, src.input_height)}; omit --img-size for a run folder")
     elif Path(data).is_dir():
-        side = img_size or 64
-        src = cal.source_from_data(data, (side, side))
+        w, h = size or (64, 64)
+        src = cal.source_from_data(data, (h, w))
     else:
         raise DataError(f"{data} is neither a run folder (with split.json and contract.json) nor an image folder")
     with click.progressbar(length=min(count, len(src.items)), label="loading", file=click.get_text_stream("stderr")) as bar:
@@ -49,4 +53,7 @@ def cli(data, out, count, seed, img_size, overwrite):
         path, coverage = cal.build(src, out, count=count, seed=seed, overwrite=overwrite, progress=progress)
     click.echo(coverage.text())
     manifest = cal.load_calibration(path).manifest
-    click.echo(f"wrote {path} ({manifest['count']} images, {src.input_height}x{src.input_width}, sha256 {manifest['sha256'][:16]}...)")
+    click.echo(f"wrote {path} ({manifest['count']} images, {format_size(src.input_width, src.input_height)}, sha256 {manifest['sha256'][:16]}...)")
+    if is_run_folder(data):
+        remember(data, path)
+        click.echo(f"{data} remembers this set: quantize, export and compare use it when --calibration is not given")

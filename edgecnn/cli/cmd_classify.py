@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from edgecnn.sizes import parse_size
+
 
 def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
     if value is None:
@@ -18,7 +20,8 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
 
 
 @click.command("classify")
-@click.option("--model", "-m", "model", required=True, type=click.Path(dir_okay=False), help="The .tflite model.")
+@click.option("--model", "-m", "model", required=True, type=click.Path(),
+              help="The .tflite model, or a bundle folder (its model_int8.tflite).")
 @click.option("--source", "-s", "source", default=None,
               help="Camera index (0), /dev/videoN, rtsp/http URL, picamera2, video file, image, folder or glob.")
 @click.argument("images", nargs=-1, type=click.Path())
@@ -38,12 +41,15 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
 @click.option("--input-range", default=None, type=click.Choice(["0,255", "0,1", "-1,1"]),
               help="Shorthand for --mean/--std: the range the model expects its pixels in.")
 @click.option("--rgb/--bgr", "rgb", default=None, help="Channel order the model expects (default: its contract, else RGB).")
+@click.option("--capture-size", default=None, metavar="WxH",
+              help="Cameras: open at this size (e.g. 160x120). Default: the size of the model's training frames "
+                   "when its contract records it, else the smallest common mode covering the model's input.")
 @click.option("--reconnect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Cameras/streams: give up after this many seconds without a frame.")
 @click.option("--trust-model", is_flag=True,
               help="Skip the check that loads the model in a sandboxed child process first (faster start).")
 def cli(model, source, images, top_k, max_frames, as_json, show, record, every_frame, threads, delegate, labels,
-        mean, std, input_range, rgb, reconnect_timeout, trust_model) -> None:
+        mean, std, input_range, rgb, capture_size, reconnect_timeout, trust_model) -> None:
     """Classify frames from a camera, stream, video or image files with a .tflite model.
 
     \b
@@ -56,28 +62,44 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
     Our models carry their contract (input size, colour order, normalisation, labels); for a third-party model
     give --labels and --input-range (or --mean/--std) and --rgb/--bgr. Ctrl-C stops and prints the summary.
     """
-    from edgecnn.runtime.classify import classify_stream
-    from edgecnn.runtime.predictor import ContractOptions, Predictor
-    from edgecnn.runtime.sources import open_images, open_source
+    from edgecnn.runtime.classify import classify_stream  # lazy: cli
+    from edgecnn.runtime.predictor import ContractOptions, Predictor  # lazy: cli
+    from edgecnn.runtime.sandbox import check_model  # lazy: cli
+    from edgecnn.runtime.sources import (  # lazy: cli
+        capture_note,
+        capture_reason,
+        choose_capture_size,
+        open_images,
+        open_source,
+    )
 
     if bool(source) == bool(images):
         raise click.UsageError("give either --source S or one or more IMAGE files, not both and not neither")
+    requested = parse_size(capture_size, "--capture-size", minimum=16) if capture_size else None
     if not trust_model:
-        from edgecnn.runtime.sandbox import check_model
-
         check_model(model, threads=threads, delegate=delegate)
     options = ContractOptions(
         labels=labels, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), input_range=input_range,
         color_order=None if rgb is None else ("RGB" if rgb else "BGR"),
     )
     predictor = Predictor(model, threads=threads, delegate=delegate, options=options)
+    if predictor.contract.task == "segment":  # its output is a class map, not one score per class
+        from edgecnn.errors import ModelError  # lazy: cli
+
+        raise ModelError(f"{model} is a 'segment' model; classify needs a classifier (use `edgecnn segment "
+                         "--model ...` for this one)")
 
     def warn(msg: str) -> None:
         click.echo(msg, err=True)
 
+    c = predictor.contract
+    asked = choose_capture_size(requested, c.source_size, (c.input_width, c.input_height))
     src = open_images(list(images), warn=warn) if images else open_source(
-        source, every_frame=every_frame, give_up_s=reconnect_timeout, warn=warn
+        source, every_frame=every_frame, give_up_s=reconnect_timeout, warn=warn, capture_size=asked
     )
+    note = capture_note(src, asked, capture_reason(requested, c.source_size))
+    if note:
+        warn(note)
 
     def emit(result) -> None:
         if as_json:

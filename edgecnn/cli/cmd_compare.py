@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 
@@ -9,7 +11,9 @@ import click
 @click.argument("run", type=click.Path())
 @click.argument("models", nargs=-1, type=click.Path())
 @click.option("--data", default=None, help="Test data (default: the run's held-out test split).")
-@click.option("--calibration", default=None, help="Calibration set used to build int8/int16x8 (calibration/NAME).")
+@click.option("--calibration", default=None,
+              help="Calibration set used to build int8/int16x8 (calibration/NAME). Default: the set `edgecnn "
+                   "calibrate RUN` built and the run remembers.")
 @click.option("--precisions", default="fp32,fp16,dynamic,int8,int16x8", show_default=True,
               help="TFLite precisions to build from RUN.")
 @click.option("--threads", default=1, show_default=True, help="CPU threads for latency.")
@@ -27,14 +31,18 @@ def cli(run, models, data, calibration, precisions, threads, runs, warmup, limit
     built from RUN with its calibration set, plus any .tflite given. Every row runs on the same test frames;
     latency is measured one variant at a time, each in its own process.
     """
-    import json
-
-    from edgecnn.compare.compare import compare
-    from edgecnn.compare.report import format_table, write_report
-    from edgecnn.tfimport import import_tensorflow
+    from edgecnn.compare.compare import compare  # lazy: cli
+    from edgecnn.compare.report import format_table, write_report  # lazy: cli
+    from edgecnn.quantize.remembered import recall  # lazy: cli
+    from edgecnn.tfimport import import_tensorflow  # lazy: cli
 
     if runs < 1 or warmup < 0 or limit < 0:
         raise click.BadParameter("--runs must be >= 1, --warmup and --limit >= 0")
+    if calibration is None:
+        remembered = recall(run)
+        if remembered is not None:
+            calibration = str(remembered)
+            click.echo(f"calibration: {calibration} (remembered by {run})", err=True)
     import_tensorflow()
     report = compare(
         run, tuple(models), data=data, calibration=calibration,

@@ -7,7 +7,9 @@ import click
 
 @click.command("quantize")
 @click.argument("run", type=click.Path())
-@click.option("--calibration", required=True, type=click.Path(), help="Calibration set folder (calibration/NAME).")
+@click.option("--calibration", default=None, type=click.Path(),
+              help="Calibration set folder (calibration/NAME). Default: the set `edgecnn calibrate RUN` built and "
+                   "the run remembers.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "dynamic", "int8", "int16x8"]), default="int8",
               show_default=True, help="int8 = full integer (int8 weights, activations, input and output).")
 @click.option("--io", "io_type", type=click.Choice(["int8", "uint8"]), default="int8", show_default=True,
@@ -25,7 +27,16 @@ def cli(run, calibration, precision, io_type, out, keep_float, tolerance):
     calibration sha256) is stored inside it. For int8, a per-layer error table is printed and written beside the
     model as OUT.fidelity.csv.
     """
-    from edgecnn.quantize.pipeline import quantize_run
+    from edgecnn.quantize.pipeline import quantize_run  # lazy: cli
+    from edgecnn.quantize.remembered import recall  # lazy: cli
+
+    if calibration is None:
+        remembered = recall(run)
+        if remembered is None:
+            raise click.UsageError("--calibration is needed: pass a set (calibration/NAME), or run `edgecnn "
+                                   f"calibrate {run} --out calibration/NAME` first and {run} remembers it")
+        calibration = str(remembered)
+        click.echo(f"calibration: {calibration} (remembered by {run})", err=True)
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     kf = None

@@ -1,4 +1,9 @@
-"""``edgecnn robustness``: the robustness campaign (hostile models, kill -9, bad data, full disk, faulty cameras)."""
+"""``edgecnn robustness``: the robustness campaign (hostile models, kill -9, bad data, full disk, faulty cameras).
+
+The campaign itself is a developer tool, the ``edgecnn_robustness`` distribution under ``tools/robustness`` (it
+trains and exports models with TensorFlow): a device install does not ship it. This command loads it when run and
+says in one line how to install it when it is missing.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,12 @@ import sys
 import tempfile
 
 import click
+
+from edgecnn.atomic import write_json, write_text
+from edgecnn.errors import EdgecnnError
+
+INSTALL_HINT = ("edgecnn robustness needs the developer tools, which a device install does not ship: from an edgecnn "
+                "clone run `make` or `pip install -e tools/robustness`")
 
 
 @click.command("robustness")
@@ -40,9 +51,13 @@ def cli(mutants, cli_mutants, kill_trials, workers, seed, no_camera, full_disk_e
       edgecnn robustness                                   # short form, a few minutes on 2 cores
       edgecnn robustness --mutants 1000 --kill-trials 20 --json --out robustness_run
     """
-    from edgecnn.atomic import write_json, write_text
-    from edgecnn.robustness.report import format_table, passed
-    from edgecnn.robustness.suite import run_suite
+    try:
+        from edgecnn_robustness.report import format_table, passed  # lazy: optional
+        from edgecnn_robustness.suite import run_suite  # lazy: optional
+    except ModuleNotFoundError as exc:
+        if exc.name != "edgecnn_robustness":
+            raise  # the tool is there but something it needs is not: a real problem, keep the traceback
+        raise EdgecnnError(INSTALL_HINT) from None
 
     def log(msg: str) -> None:
         click.echo(f"[robustness] {msg}", err=True)

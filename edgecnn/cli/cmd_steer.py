@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import click
+
+from edgecnn.errors import EdgecnnError, ModelError, OutputError
+from edgecnn.sizes import parse_size
 
 
 @click.command("steer")
-@click.option("--model", "-m", "model", required=True, type=click.Path(dir_okay=False),
+@click.option("--model", "-m", "model", required=True, type=click.Path(),
               help="The steering .tflite exported by edgecnn (its contract says how to read it).")
 @click.option("--source", "-s", "source", required=True,
               help="Camera index (0), /dev/videoN, rtsp/http/tcp URL, picamera2, video file, image, folder or glob.")
@@ -32,14 +37,18 @@ import click
               help="Cameras/streams: give up (final neutral, exit 2) after this many seconds without a frame.")
 @click.option("--stall-timeout", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Cameras/streams: reopen the device after this many seconds without a new frame.")
+@click.option("--capture-size", default=None, metavar="WxH",
+              help="Cameras: open at this size (e.g. 160x120). Default: the size of the model's training frames "
+                   "when its contract records it (a tub recorded at 160x120), else the smallest common mode "
+                   "covering the model's input.")
 @click.option("--allow-frozen", is_flag=True,
               help="Keep steering on identical consecutive frames (a still synthetic scene); by default a camera "
                    "repeating one exact image is treated as stalled.")
 @click.option("--trust-model", is_flag=True,
               help="Skip the check that loads the model in a sandboxed child process first (faster start).")
 def cli(model, source, deadline_ms, max_frames, sinks, throttle, max_steering_rate, max_uncertainty,
-        uncertain_throttle, every_frame, threads, delegate, reconnect_timeout, stall_timeout, allow_frozen,
-        trust_model) -> None:
+        uncertain_throttle, every_frame, threads, delegate, reconnect_timeout, stall_timeout, capture_size,
+        allow_frozen, trust_model) -> None:
     """Steer from a camera, stream or video: one JSON command per line, neutral when anything stalls.
 
     \b
@@ -63,10 +72,11 @@ def cli(model, source, deadline_ms, max_frames, sinks, throttle, max_steering_ra
       edgecnn steer --model m.tflite --source rtsp://192.168.1.20/cam --sink udp://192.168.1.30:5005
       edgecnn steer --model m.tflite --source clip.mp4 --max-frames 100 > commands.jsonl
     """
-    from edgecnn.runtime.failsafe import FailsafeConfig
-    from edgecnn.runtime.sinks import open_sink
-    from edgecnn.runtime.steer import stop_on_signals
+    from edgecnn.runtime.failsafe import FailsafeConfig  # lazy: cli
+    from edgecnn.runtime.sinks import open_sink  # lazy: cli
+    from edgecnn.runtime.steer import stop_on_signals  # lazy: cli
 
+    requested = parse_size(capture_size, "--capture-size", minimum=16) if capture_size else None
     config = FailsafeConfig(
         deadline_s=deadline_ms / 1000.0, max_rate=max_steering_rate or None, throttle=throttle,
         max_uncertainty=max_uncertainty, uncertain_throttle=uncertain_throttle,
@@ -81,19 +91,16 @@ def cli(model, source, deadline_ms, max_frames, sinks, throttle, max_steering_ra
             opened.append(open_sink(spec, warn=warn))
         with stop_on_signals() as stop:
             _run(model, source, config, max_frames, opened, stop, every_frame, threads, delegate,
-                 reconnect_timeout, stall_timeout, allow_frozen, trust_model, warn)
+                 reconnect_timeout, stall_timeout, allow_frozen, trust_model, warn, requested)
     finally:
         for s in opened:
             s.close()
 
 
 def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, delegate, reconnect_timeout,
-         stall_timeout, allow_frozen, trust_model, warn) -> None:
+         stall_timeout, allow_frozen, trust_model, warn, requested=None) -> None:
     """Start up (interruptible), drive, and make sure the last command anyone received is neutral 'stopped'."""
-    import time
-
-    from edgecnn.errors import EdgecnnError, OutputError
-    from edgecnn.runtime.failsafe import Command
+    from edgecnn.runtime.failsafe import Command  # lazy: cli
 
     sent_stop = False
 
@@ -111,17 +118,31 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
 
     result = None
     try:
-        from edgecnn.runtime.sources import open_source
-        from edgecnn.runtime.steer import Stopped, run_interruptibly, steer_stream
+        from edgecnn.runtime.sandbox import check_model  # lazy: cli
+        from edgecnn.runtime.sources import (  # lazy: cli
+            capture_note,
+            capture_reason,
+            choose_capture_size,
+            open_source,
+        )
+        from edgecnn.runtime.steer import (  # lazy: cli
+            Stopped,
+            run_interruptibly,
+            steer_stream,
+        )
 
         def start():
             if not trust_model:
-                from edgecnn.runtime.sandbox import check_model
-
                 check_model(model, threads=threads, delegate=delegate)
             predictor = _load_steering_model(model, threads, delegate)
-            return predictor, open_source(source, every_frame=every_frame, give_up_s=reconnect_timeout,
-                                          stall_s=stall_timeout, warn=warn)
+            c = predictor.contract
+            asked = choose_capture_size(requested, c.source_size, (c.input_width, c.input_height))
+            src = open_source(source, every_frame=every_frame, give_up_s=reconnect_timeout, stall_s=stall_timeout,
+                              warn=warn, capture_size=asked)
+            note = capture_note(src, asked, capture_reason(requested, c.source_size))
+            if note:
+                warn(note)
+            return predictor, src
 
         try:
             # Start-up on a helper thread: opening a camera can block in C for 30 s where no signal handler runs.
@@ -148,10 +169,9 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
 
 def _load_steering_model(model, threads, delegate):
     """A Predictor for an edgecnn steering model; ModelError (one line) for anything else."""
-    from edgecnn.errors import ModelError
-    from edgecnn.runtime.interpreter import read_model_bytes
-    from edgecnn.runtime.metadata import read_contract
-    from edgecnn.runtime.predictor import Predictor
+    from edgecnn.runtime.interpreter import read_model_bytes  # lazy: cli
+    from edgecnn.runtime.metadata import read_contract  # lazy: cli
+    from edgecnn.runtime.predictor import Predictor  # lazy: cli
 
     data = read_model_bytes(model)
     contract = read_contract(data)

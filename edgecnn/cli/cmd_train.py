@@ -1,57 +1,81 @@
-"""``edgecnn train``."""
+"""``edgecnn train``.
+
+Every default shown here comes from :class:`edgecnn.train.config.TrainConfig` (and
+:class:`edgecnn.train.cluster.DistributeOptions`), every choice from a registry, so ``--help``, the pipeline and
+the library agree. Importing this module imports no TensorFlow: the registries and the trainer module are read
+without it (training starts TensorFlow itself).
+"""
 
 from __future__ import annotations
 
 import click
 
+from edgecnn.models.registry import list_models
+from edgecnn.sizes import format_size, parse_size
+from edgecnn.train.cluster import STRATEGIES, DistributeOptions, parse_workers
+from edgecnn.train.config import (
+    DEFAULTS,
+    INPUT_RANGE_CHOICES,
+    TrainConfig,
+    default_img_size,
+)
+from edgecnn.train.sanity import MIN_PER_CLASS
+from edgecnn.train.tasks import get_task, head_choices, list_tasks
+from edgecnn.train.trainer import train
 
-def parse_size(value: str) -> tuple[int, int]:
-    """``"64"`` -> (64, 64); ``"160x120"`` -> (160, 120) as (width, height)."""
-    try:
-        if "x" in value.lower():
-            w, h = (int(v) for v in value.lower().split("x"))
-        else:
-            w = h = int(value)
-    except ValueError:
-        raise click.BadParameter(f"expected N or WIDTHxHEIGHT, got: {value!r}") from None
-    if w < 8 or h < 8 or w > 4096 or h > 4096:
-        raise click.BadParameter(f"size must be between 8 and 4096 pixels, got: {value!r}")
-    return w, h
+
+def _arch_help() -> str:
+    per_task = ", ".join(f"{get_task(t).default_arch} for {t}" for t in list_tasks())
+    return f"Architecture (see `edgecnn models`). Default: {per_task}."
+
+
+def _size_help() -> str:
+    sizes = ", ".join(f"{s.name} {format_size(*default_img_size(s.name))}" for s in list_models())
+    return f"Model input N or WIDTHxHEIGHT. Default: the architecture's own size ({sizes})."
 
 
 @click.command("train")
 @click.argument("data", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write (runs/NAME).")
-@click.option("--arch", default=None, help="Architecture (see `edgecnn models`). Default: compact, or pilotnet for steering.")
-@click.option("--task", type=click.Choice(["classify", "steer"]), default="classify", show_default=True)
-@click.option("--img-size", default=None, help="Model input N or WIDTHxHEIGHT. Default: 64, or 200x66 for steering.")
-@click.option("--epochs", default=30, show_default=True, help="Maximum epochs (early stopping may end sooner).")
-@click.option("--batch", default=32, show_default=True, help="Batch size.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
-@click.option("--lr", default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--patience", default=5, show_default=True, help="Early-stopping patience (epochs without a better val loss).")
-@click.option("--augment/--no-augment", default=True, show_default=True, help="Training-time augmentation.")
-@click.option("--input-range", type=click.Choice(["0,1", "-1,1"]), default="0,1", show_default=True, help="Pixel normalisation.")
-@click.option("--head", type=click.Choice(["regression", "gmm"]), default="regression", show_default=True, help="Steering head.")
-@click.option("--components", default=3, show_default=True, help="Mixture components for --head gmm.")
-@click.option("--throttle", is_flag=True, help="Steering models also predict throttle.")
+@click.option("--arch", default=None, help=_arch_help())
+@click.option("--task", type=click.Choice(list_tasks()), default=DEFAULTS["task"], show_default=True)
+@click.option("--img-size", default=None, help=_size_help())
+@click.option("--epochs", default=DEFAULTS["epochs"], show_default=True, help="Maximum epochs (early stopping may end sooner).")
+@click.option("--batch", default=DEFAULTS["batch"], show_default=True, help="Batch size (per replica).")
+@click.option("--seed", default=DEFAULTS["seed"], show_default=True, help="Random seed.")
+@click.option("--lr", default=DEFAULTS["lr"], show_default=True, help="Adam learning rate.")
+@click.option("--patience", default=DEFAULTS["patience"], show_default=True,
+              help="Early-stopping patience (epochs without a better val loss); the learning rate halves after "
+                   "half as many.")
+@click.option("--augment/--no-augment", default=DEFAULTS["augment"],
+              help="Training-time augmentation. Default: what fits the data (on for image folders and recordings; "
+                   "off for `edgecnn data roads` output, whose frames already vary and whose right-lane world a "
+                   "mirror flip would break).")
+@click.option("--input-range", type=click.Choice(INPUT_RANGE_CHOICES), default=DEFAULTS["input_range"], show_default=True,
+              help="Pixel normalisation.")
+@click.option("--head", type=click.Choice(head_choices()), default=DEFAULTS["head"], show_default=True, help="Steering head.")
+@click.option("--components", default=DEFAULTS["components"], show_default=True, help="Mixture components for --head gmm.")
+@click.option("--throttle", is_flag=True, default=DEFAULTS["throttle"], help="Steering models also predict throttle.")
 @click.option("--overwrite", is_flag=True, help="Delete OUT and train from scratch.")
-@click.option("--strategy", type=click.Choice(["auto", "one", "mirrored", "multiworker"]), default="auto", show_default=True,
+@click.option("--force", is_flag=True,
+              help=f"Train even on data under the floor (fewer than {MIN_PER_CLASS} images in a class); the "
+                   "warning stays in metrics.json.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=DistributeOptions.strategy, show_default=True,
               help="tf.distribute strategy. auto: multiworker when TF_CONFIG or --workers is set, mirrored with 2+ "
                    "GPUs, else none (plain Keras). --batch is per replica.")
 @click.option("--workers", default=None, metavar="HOST:PORT,...",
               help="Multi-worker cluster, chief first (instead of TF_CONFIG). Every worker runs the same command.")
 @click.option("--worker-index", type=int, default=None, help="This worker's position in --workers (0 = chief).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=DEFAULTS["cache_dir"],
               help="Cache preprocessed images in files here (data sets larger than memory); default: memory when "
                    "small, else stream from disk.")
-@click.option("--collective-timeout", type=float, default=600.0, show_default=True,
+@click.option("--collective-timeout", type=float, default=DistributeOptions.collective_timeout, show_default=True,
               help="Seconds a worker waits for the others at one step before failing (multiworker).")
 @click.option("--logical-cpus", type=int, default=0, hidden=True, help="Split the CPU into N logical devices (tests).")
 @click.option("--dump-weights", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Write this process's final weights to an .npz (tests).")
 def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augment, input_range, head, components, throttle,
-        overwrite, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
+        overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
     """Train a compact CNN on DATA and write a run folder.
 
     DATA is an image folder (one sub-folder per class) for classification, or a steering data set (Donkey Car
@@ -62,23 +86,21 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
     multiworker` and TF_CONFIG (or `--workers h1:port,h2:port --worker-index i`); OUT must be a folder every
     worker sees for resume; only the chief (worker 0) writes it.
     """
-    from edgecnn.train.distribute import DistributeOptions, parse_workers
-    from edgecnn.train.trainer import TrainConfig, train
-
-    if epochs < 1 or batch < 1 or lr <= 0:
-        raise click.BadParameter("--epochs and --batch must be >= 1 and --lr > 0")
     dist = DistributeOptions(
         strategy=strategy, workers=parse_workers(workers) if workers is not None else (), worker_index=worker_index,
         logical_cpus=logical_cpus, dump_weights=dump_weights, collective_timeout=collective_timeout,
     )
-    arch = arch or ("pilotnet" if task == "steer" else "compact")
-    size = parse_size(img_size) if img_size else ((200, 66) if task == "steer" else (64, 64))
     config = TrainConfig(
-        data=data, out=out, arch=arch, task=task, img_size=size, epochs=epochs, batch=batch, seed=seed, lr=lr,
-        patience=patience, augment=augment, input_range=input_range, head=head, components=components,
-        throttle=throttle, cache_dir=cache_dir,
+        data=data, out=out, arch=arch, task=task, img_size=parse_size(img_size) if img_size else None, epochs=epochs,
+        batch=batch, seed=seed, lr=lr, patience=patience, augment=augment, input_range=input_range, head=head,
+        components=components, throttle=throttle, cache_dir=cache_dir,
     )
-    result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist)
+    try:
+        result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist, force=force)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {out} keeps the last finished epoch; run the same command again to resume "
+                   "(add --overwrite to start from scratch)", err=True)
+        raise
     m = result.metrics
     if result.extra.get("chief") is False:
         click.echo(f"worker {result.extra['task_index']} done after {result.epochs_run} epoch(s); the chief writes {out}")

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import sys
+import time
+
 import click
+
+from edgecnn.data import roads as gen
+from edgecnn.sizes import format_size, parse_size
 
 
 @click.command("roads")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--n", "n", default=2000, show_default=True, help="Number of frames.")
+@click.option("--n", "n", default=gen.DEFAULT_FRAMES, show_default=True, help="Number of frames.")
 @click.option("--size", default="160x120", show_default=True, help="Frame size WIDTHxHEIGHT in pixels.")
 @click.option("--seed", default=0, show_default=True, help="Random seed; the same seed gives the same frames.")
-@click.option("--per-road", default=50, show_default=True, help="Frames rendered on each generated road.")
+@click.option("--per-road", default=gen.DEFAULT_PER_ROAD, show_default=True,
+              help="Frames rendered on each generated road (few per road: more different scenes).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it already exists.")
-def roads(out: str, n: int, size: str, seed: int, per_road: int, overwrite: bool) -> None:
+@click.option("--masks", is_flag=True,
+              help="Also write masks/ (per pixel: 0 other, 1 road surface, 2 lane marking) and labels.txt for "
+                   "segmentation.")
+def roads(out: str, n: int, size: str, seed: int, per_road: int, overwrite: bool, masks: bool) -> None:
     """Render procedural road frames labelled with an ideal controller's steering.
 
     Writes OUT/labels.csv (image,steering; steering in [-1, 1], positive = right), OUT/images/*.jpg and
@@ -20,12 +30,7 @@ def roads(out: str, n: int, size: str, seed: int, per_road: int, overwrite: bool
     varied surfaces, markings, lighting, shadows and distractors. `edgecnn simulate` drives on different roads
     (a disjoint random stream), so its scores are on unseen roads.
     """
-    import sys
-    import time
-
-    from edgecnn.data import roads as gen
-
-    wh = gen.parse_size(size)
+    wh = parse_size(size, option="--size", minimum=32, maximum=1920, square_ok=False)
     start = time.perf_counter()
     bar = None  # opened on the first frame, so that an argument error stays a single line
 
@@ -37,9 +42,10 @@ def roads(out: str, n: int, size: str, seed: int, per_road: int, overwrite: bool
         bar.update(done - bar.pos)
 
     try:
-        path = gen.generate(out, n=n, size=wh, seed=seed, per_road=per_road, overwrite=overwrite, progress=progress)
+        path = gen.generate(out, n=n, size=wh, seed=seed, per_road=per_road, overwrite=overwrite, progress=progress,
+                            masks=masks)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     secs = time.perf_counter() - start
-    click.echo(f"wrote {n} frames ({wh[0]}x{wh[1]}, {n / max(secs, 1e-9):.0f} frames/s) to {path}")
+    click.echo(f"wrote {n} frames ({format_size(*wh)}, {n / max(secs, 1e-9):.0f} frames/s) to {path}")

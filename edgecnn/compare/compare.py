@@ -14,6 +14,14 @@ from edgecnn.compare import measure
 from edgecnn.compare.testdata import calibration_overlap, select_test_data
 from edgecnn.compare.variants import PRECISIONS, Variant, build_variants, precision_of
 from edgecnn.errors import ModelError
+from edgecnn.runtime.environment import describe_environment
+from edgecnn.runtime.model_policy import ModelPolicy
+from edgecnn.runtime.precision import KERAS_REFERENCE
+from edgecnn.sim.simulate import SimConfig, simulate
+from edgecnn.train.run import load_run
+
+# The metric a report ranks variants by (the plot's y axis), per task.
+PRIMARY_METRIC = {"classify": "top1", "steer": "mae", "segment": "miou"}
 
 
 @dataclass(frozen=True)
@@ -73,9 +81,6 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
         limit: at most this many test frames (evenly spaced). variants_dir: where built models go
             (default ``RUN/variants``). closed_loop: for steering, also drive this many simulated roads.
     """
-    from edgecnn.runtime.environment import describe_environment
-    from edgecnn.train.run import load_run
-
     run = load_run(run_dir)
     contract = run.contract
     test = select_test_data(run, data, limit)
@@ -93,7 +98,7 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
     vdir = Path(variants_dir) if variants_dir else run.root / "variants"
     built, build_notes = build_variants(run.root, calibration, vdir, precisions, log)
     notes += build_notes
-    variants = [Variant("keras", "float (keras)", run.model_path, "reference"), *built, *given]
+    variants = [Variant("keras", KERAS_REFERENCE, run.model_path, "reference"), *built, *given]
 
     ref = measure.keras_outputs(run.model_path, test.inputs)
     rows = []
@@ -120,7 +125,7 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
             ))
     env = describe_environment().to_dict() | {"threads": threads}
     return CompareReport(
-        run=str(run.root), task=contract.task, primary_metric="top1" if contract.task == "classify" else "mae",
+        run=str(run.root), task=contract.task, primary_metric=PRIMARY_METRIC[contract.task],
         rows=tuple(rows),
         test={"source": test.source, "count": int(len(test.targets)), "calibration": calibration,
               "calibration_overlap": overlap, "disjoint_from_calibration": None if overlap is None else overlap == 0},
@@ -130,8 +135,5 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
 
 
 def _closed_loop(path: Path, roads: int, threads: int | None) -> dict[str, Any]:
-    from edgecnn.sim.policy import ModelPolicy
-    from edgecnn.sim.simulate import SimConfig, simulate
-
     r = simulate(ModelPolicy(path, threads=threads), SimConfig(roads=roads, seed=1000)).to_dict()
     return {k: r[k] for k in ("autonomy", "departures", "mean_abs_offset", "max_abs_offset", "distance")}

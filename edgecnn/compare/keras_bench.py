@@ -12,13 +12,15 @@ import time
 
 import numpy as np
 
+from edgecnn.quantize.keras_model import load_keras_model
+from edgecnn.runtime.benchmark import peak_mb
+from edgecnn.tfimport import import_tensorflow
+
 
 def main(argv: list[str]) -> None:
     model_path, input_file, runs, warmup = argv[0], argv[1], int(argv[2]), int(argv[3])
-    from edgecnn.tfimport import import_tensorflow
 
     tf = import_tensorflow()
-    from edgecnn.quantize.keras_model import load_keras_model
 
     model = load_keras_model(model_path)
     x = tf.constant(np.load(input_file)[None].astype(np.float32))
@@ -30,9 +32,8 @@ def main(argv: list[str]) -> None:
         np.asarray(model(x, training=False))
         times.append((time.perf_counter() - t0) * 1e3)
     t = np.array(times)
-    from edgecnn.runtime.benchmark import _peak_mb
 
-    peak = _peak_mb()
+    peak = peak_mb()
     print(json.dumps({"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
                       "p99": float(np.percentile(t, 99)), "mean": float(t.mean()),
                       "throughput": float(1e3 / t.mean()), "peak_memory_mb": peak}))

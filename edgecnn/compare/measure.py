@@ -12,28 +12,40 @@ import numpy as np
 
 from edgecnn.contract import Contract
 from edgecnn.errors import ModelError
-from edgecnn.metrics import classification_metrics, steering_agreement, steering_metrics
+from edgecnn.metrics import (
+    classification_metrics,
+    segmentation_confusion,
+    segmentation_metrics,
+    steering_agreement,
+    steering_metrics,
+)
 from edgecnn.outputs import decode_steering
+from edgecnn.quantize.keras_model import load_keras_model
+from edgecnn.runtime.benchmark import benchmark_model
+from edgecnn.runtime.evaluate import class_maps
+from edgecnn.runtime.predictor import Predictor
 
 
 def keras_outputs(model_path: Path, inputs: np.ndarray) -> np.ndarray:
     """Raw outputs of the Keras reference, float32 (N, D), batch inference (host side)."""
-    from edgecnn.quantize.keras_model import load_keras_model
-
     model = load_keras_model(model_path)
     return np.asarray(model.predict(inputs, batch_size=64, verbose=0), np.float32).reshape(len(inputs), -1)
 
 
 def tflite_outputs(path: Path, inputs: np.ndarray, contract: Contract, threads: int | None) -> np.ndarray:
     """Dequantized outputs of a .tflite, float32 (N, D), one frame at a time as on the device."""
-    from edgecnn.runtime.predictor import Predictor
-
     pred = Predictor(str(path), threads=threads, contract=contract)
     return np.stack([pred.invoke(x) for x in inputs]).astype(np.float32)
 
 
 def task_metrics(raw: np.ndarray, targets: np.ndarray, contract: Contract) -> dict[str, Any]:
-    """The task metric of raw outputs: top-1/top-5 (classify) or MAE, RMSE, p95, sign agreement (steer)."""
+    """The task metric of raw outputs: top-1/top-5 (classify), MAE, RMSE, p95, sign agreement (steer), or mean
+    IoU, IoU per class and pixel accuracy (segment; ``targets`` are ``N x h x w`` masks, 255 = ignore)."""
+    if contract.task == "segment":
+        m = segmentation_metrics(segmentation_confusion(class_maps(raw, contract), targets, len(contract.labels)),
+                                 contract.labels)
+        return {"miou": m["test_mean_iou"], "pixel_accuracy": m["test_pixel_accuracy"],
+                "iou_per_class": m["iou_per_class"], "count": int(len(targets))}
     if contract.task == "classify":
         m = classification_metrics(raw, targets, contract.labels)
         return {"top1": m["test_accuracy"], "top5": m["test_top5_accuracy"], "count": m["test_count"]}
@@ -46,7 +58,9 @@ def agreement(ref: np.ndarray, raw: np.ndarray, targets: np.ndarray, contract: C
     """Agreement of a variant with the float reference on the same inputs."""
     diff = np.abs(ref - raw)
     out: dict[str, Any] = {"mean_abs_diff": float(diff.mean()), "max_abs_diff": float(diff.max())}
-    if contract.task == "classify":
+    if contract.task == "segment":
+        out["pixel_agreement"] = float((class_maps(ref, contract) == class_maps(raw, contract)).mean())
+    elif contract.task == "classify":
         out["top1_agreement"] = float((ref.argmax(1) == raw.argmax(1)).mean())
     else:
         a = steering_agreement(decode_steering(ref, contract).steering, decode_steering(raw, contract).steering, targets)
@@ -57,8 +71,6 @@ def agreement(ref: np.ndarray, raw: np.ndarray, targets: np.ndarray, contract: C
 
 def tflite_latency(path: Path, input_file: Path, threads: int | None, runs: int, warmup: int) -> dict[str, Any]:
     """Latency of a .tflite in its own sandboxed child process (see :mod:`edgecnn.runtime.benchmark`)."""
-    from edgecnn.runtime.benchmark import benchmark_model
-
     r = benchmark_model(path, threads=threads, runs=runs, warmup=warmup, inputs=[str(input_file)])
     return {"p50": r.p50_ms, "p90": r.p90_ms, "p99": r.p99_ms, "mean": r.mean_ms, "throughput": r.throughput,
             "peak_memory_mb": r.peak_memory_mb}

@@ -16,6 +16,8 @@ def _metric_cols(report: CompareReport) -> list[tuple[str, str, str]]:
     """(header, metrics key, format) of the task-metric columns."""
     if report.task == "classify":
         return [("top1 %", "top1", "pct"), ("top5 %", "top5", "pct")]
+    if report.task == "segment":
+        return [("mIoU %", "miou", "pct"), ("pixel acc %", "pixel_accuracy", "pct")]
     return [("MAE", "mae", "f3"), ("RMSE", "rmse", "f3"), ("p95", "p95_abs_error", "f3"),
             ("sign %", "sign_agreement", "pct")]
 
@@ -35,7 +37,7 @@ def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
     ref = report.row("keras")
     fp32 = report.row("fp32")
     head = ["variant", "precision", "size KiB", *[h for h, _, _ in _metric_cols(report)]]
-    head += ["agree %" if report.task == "classify" else "|d| steer", "max |d|", "p50 ms", "p90 ms", "p99 ms",
+    head += ["agree %" if report.task in ("classify", "segment") else "|d| steer", "max |d|", "p50 ms", "p90 ms", "p99 ms",
              "x fp32", "inf/s", "peak MiB"]
     if any(r.closed_loop for r in report.rows):
         head += ["autonomy %", "departures"]
@@ -43,7 +45,9 @@ def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
     for r in report.rows:
         cells = [r.variant, r.precision, f"{r.size_bytes / 1024:.1f}"]
         cells += [_fmt(r.metrics.get(k), f) for _, k, f in _metric_cols(report)]
-        if report.task == "classify":
+        if report.task == "segment":  # agreement: pixels whose class equals the float model's
+            cells += [_fmt(r.agreement.get("pixel_agreement"), "pct"), f"{r.agreement['max_abs_diff']:.2g}"]
+        elif report.task == "classify":
             cells += [_fmt(r.agreement.get("top1_agreement"), "pct"), f"{r.agreement['max_abs_diff']:.2g}"]
         else:
             cells += [f"{r.agreement.get('steering_mean_abs_diff', 0):.4f}",
@@ -71,11 +75,23 @@ def format_table(report: CompareReport) -> str:
            f"environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('threads')} thread(s), "
            f"{e.get('runtime')} {e.get('runtime_version')}, numpy {e.get('numpy')}, {e.get('date')}",
            "latency: batch 1, warm-up excluded, each variant in its own process; 'x fp32' = fp32 p50 / this p50"]
+    out += per_class_iou_lines(report)
     disjoint = report.test.get("disjoint_from_calibration")
     if disjoint is True:
         out.append("test frames are disjoint from the calibration set")
     out += list(report.notes)
     return "\n".join(out)
+
+
+def per_class_iou_lines(report: CompareReport) -> list[str]:
+    """Segmentation: one line per variant with the IoU of every class (thin classes suffer most from int8)."""
+    if report.task != "segment":
+        return []
+    lines = ["IoU per class, %:"]
+    for r in report.rows:
+        per = r.metrics.get("iou_per_class", {})
+        lines.append(f"  {r.variant}: " + ", ".join(f"{k} {_fmt(v, 'pct')}" for k, v in per.items()))
+    return lines
 
 
 def markdown(report: CompareReport) -> str:
@@ -87,6 +103,7 @@ def markdown(report: CompareReport) -> str:
     md += ["", f"Environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('threads')} thread(s), "
            f"{e.get('runtime')} {e.get('runtime_version')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
            f"{e.get('date')}.", "", "![accuracy against latency](accuracy_latency.png)", ""]
+    md += [ln.strip() if i == 0 else f"- {ln.strip()}" for i, ln in enumerate(per_class_iou_lines(report))]
     md += [f"- {n}" for n in report.notes]
     return "\n".join(md) + "\n"
 
@@ -114,20 +131,20 @@ def pareto(points: list[tuple[float, float]], higher_is_better: bool) -> list[in
 
 def plot(report: CompareReport, dest: Path) -> Path:
     """accuracy_latency.png: metric against p50 latency, marker area by file size, the Pareto front drawn."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib
 
     key = report.primary_metric
-    higher = report.task == "classify"
+    higher = report.task in ("classify", "segment")
     rows: list[Row] = list(report.rows)
     pts = [(r.latency_ms["p50"], (100 * r.metrics[key]) if higher else r.metrics[key]) for r in rows]
     sizes = [r.size_bytes for r in rows]
     smax = max(sizes)
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
     front = pareto(pts, higher)
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # lazy: matplotlib
 
     handles = []
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -148,7 +165,8 @@ def plot(report: CompareReport, dest: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency per frame, ms (log scale, batch 1, "
                   f"{report.environment.get('threads') or 'default'} thread(s))")
-    ax.set_ylabel("top-1 accuracy on test data, %" if higher else "steering MAE on test data (lower is better)")
+    ax.set_ylabel({"classify": "top-1 accuracy on test data, %", "segment": "mean IoU on test data, %"}.get(
+        report.task, "steering MAE on test data (lower is better)"))
     ax.set_title(f"{report.task}: accuracy against latency (marker area = file size)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -10,8 +10,12 @@ from typing import Any
 import numpy as np
 
 from edgecnn.contract import Contract
+from edgecnn.data import imagefolder
+from edgecnn.data import masks as maskdata
+from edgecnn.data.steering import load_steering_dataset
 from edgecnn.errors import DataError
 from edgecnn.preprocess import load_image, prepare
+from edgecnn.quantize.calibration import in_calibration, load_calibration
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class TestData:
 
     Attributes:
         inputs: float32 (N, h, w, c) model inputs, prepared by :func:`edgecnn.preprocess.prepare`.
-        targets: int (N,) class indexes (classify) or float (N,) steering in [-1, 1] (steer).
+        targets: int (N,) class indexes (classify), float (N,) steering in [-1, 1] (steer), or uint8 (N, h, w)
+            class masks at the model's input size (segment; 255 = ignore).
         paths: the N source files (absolute).
         source: where they came from, for the report.
     """
@@ -52,9 +57,14 @@ def select_test_data(run, data: str | None, limit: int | None = None) -> TestDat
         paths = [i.path for i in rows]
         targets = [i.target for i in rows]
         source = f"test split of {run.data}"
+    elif run.task == "segment":
+        folder = maskdata.scan(data)
+        if folder.classes != tuple(contract.labels):
+            raise DataError(f"{data} has classes {list(folder.classes)}, the model {list(contract.labels)}")
+        paths = [s.image for s in folder.samples]
+        targets = [0] * len(paths)
+        source = str(Path(data).resolve())
     elif run.task == "classify":
-        from edgecnn.data import imagefolder
-
         folder = imagefolder.scan(data)
         index = {name: i for i, name in enumerate(contract.labels)}
         unknown = [c for c in folder.classes if c not in index]
@@ -64,8 +74,6 @@ def select_test_data(run, data: str | None, limit: int | None = None) -> TestDat
         targets = [index[folder.classes[s.label]] for s in folder.samples]
         source = str(Path(data).resolve())
     else:
-        from edgecnn.data.steering import load_steering_dataset
-
         ds = load_steering_dataset(data)
         paths = [s.path for s in ds.samples]
         targets = [s.steering for s in ds.samples]
@@ -76,6 +84,10 @@ def select_test_data(run, data: str | None, limit: int | None = None) -> TestDat
         paths = [paths[i] for i in idx]
         targets = [targets[i] for i in idx]
     inputs = np.stack([prepare(load_image(p), contract) for p in paths])
+    if run.task == "segment":  # the masks, nearest-neighbour to the model's input size
+        masks = [maskdata.resize_mask(maskdata.load_mask(maskdata.mask_path_for(p), len(contract.labels)),
+                                      contract.input_height, contract.input_width) for p in paths]
+        return TestData(inputs, np.stack(masks), tuple(paths), source)
     dtype: Any = np.int64 if run.task == "classify" else np.float64
     return TestData(inputs, np.asarray(targets, dtype=dtype), tuple(paths), source)
 
@@ -85,7 +97,6 @@ def calibration_overlap(test: TestData, calibration: str | None) -> int | None:
     unknown)."""
     if not calibration:
         return None
-    from edgecnn.quantize.calibration import in_calibration, load_calibration
 
     try:
         calib = load_calibration(calibration)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.quantize.convert import PRECISIONS
+from edgecnn.quantize.pipeline import quantize_run
+from edgecnn.runtime.inspect import read_model_info
 
 
 @dataclass(frozen=True)
@@ -16,7 +18,8 @@ class Variant:
 
     Attributes:
         name: shown in the table (``keras``, ``fp32``, ..., or a given file's name).
-        precision: ``float (keras)``, or what the .tflite really holds (read back from the file, not its name).
+        precision: ``fp32 (keras)``, or what the .tflite really holds (read back from the file, not its name),
+            in the names of :mod:`edgecnn.runtime.precision` (the ones ``--precisions`` takes).
         path: the .tflite (or ``model.keras`` for the reference).
         origin: ``reference``, ``built`` or ``given``.
     """
@@ -33,8 +36,6 @@ def build_variants(run_dir: Path, calibration: str | None, out_dir: Path, precis
 
     Returns the variants and notes about the ones that could not be built (int8 without a calibration set).
     """
-    from edgecnn.quantize.pipeline import quantize_run
-
     notes: list[str] = []
     variants: list[Variant] = []
     model_mtime = (run_dir / "model.keras").stat().st_mtime
@@ -56,7 +57,6 @@ def build_variants(run_dir: Path, calibration: str | None, out_dir: Path, precis
 
 def precision_of(path: Path) -> str:
     """The precision a .tflite really has, read from its tensors, in the names ``edgecnn inspect`` shows
-    (``float``, ``fp16``, ``dynamic``, ``int8``, ``uint8``, ``16x8``)."""
-    from edgecnn.runtime.inspect import read_model_info
-
+    (:data:`edgecnn.runtime.precision.PRECISIONS`: ``fp32``, ``fp16``, ``dynamic``, ``int8``, ``uint8``,
+    ``int16x8``, the names ``--precisions`` takes)."""
     return read_model_info(path.read_bytes(), str(path)).quantization

@@ -79,6 +79,25 @@ def _elastic(points: np.ndarray, rng: np.random.Generator, strength: float) -> n
 
 def render(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """One image of shape ``name``: ``uint8 size x size x 3 BGR``."""
+    return _draw(name, size, rng, segment=False)[0]
+
+
+def render_segment(name: str, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One segmentation image of shape ``name`` and its mask: ``(uint8 size x size x 3 BGR, bool size x size)``.
+
+    The segmentation variant draws the closed shapes (circle, square, triangle) filled and the open ones (plus,
+    x) with strokes about three times as thick: a one- or two-pixel stroke has as many boundary pixels as inside
+    ones, and its IoU measures anti-aliasing, not understanding. The mask is the shape's own coverage rendered
+    with the same geometry at 4x and area-averaged like the image, true where at least half a pixel is covered.
+    """
+    img, coverage = _draw(name, size, rng, segment=True)
+    assert coverage is not None
+    return img, coverage >= 0.5
+
+
+def _draw(name: str, size: int, rng: np.random.Generator, segment: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image (``uint8 size x size x 3 BGR``) and, when ``segment``, the shape's pixel coverage
+    (``float32 size x size`` in [0, 1]). With ``segment`` False the image is the classification data set's."""
     big = size * _SS
     bg, fg = _contrasting_colours(rng)
     img = np.empty((big, big, 3), np.float32)
@@ -101,13 +120,23 @@ def render(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     aspect = np.array([rng.uniform(0.8, 1.2), 1.0])
     margin = scale * 1.1
     centre = rng.uniform(margin, big - margin, 2) if big - 2 * margin > 0 else np.array([big / 2, big / 2])
-    thickness = max(1, int(rng.uniform(0.06, 0.14) * scale))
+    frac = rng.uniform(0.06, 0.14)
+    thickness = max(1, int((frac * 2.5 + 0.1 if segment else frac) * scale))
+    filled = segment and name in ("circle", "square", "triangle")
+    cover = np.zeros((big, big), np.float32) if segment else None
     for stroke in _shape_strokes(name, rng):
-        pts = _elastic(stroke * aspect, rng, 0.06) @ rot.T * scale + centre
-        cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, fg.tolist(), thickness, cv2.LINE_AA, shift=4)
+        pts = np.round((_elastic(stroke * aspect, rng, 0.06) @ rot.T * scale + centre) * 16).astype(np.int32)
+        if filled:
+            cv2.fillPoly(img, [pts], fg.tolist(), cv2.LINE_AA, shift=4)
+            cv2.fillPoly(cover, [pts], 1.0, cv2.LINE_AA, shift=4)
+        else:
+            cv2.polylines(img, [pts], False, fg.tolist(), thickness, cv2.LINE_AA, shift=4)
+            if cover is not None:
+                cv2.polylines(cover, [pts], False, 1.0, thickness, cv2.LINE_AA, shift=4)
     small = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     small += rng.normal(0, rng.uniform(2, 12), small.shape).astype(np.float32)
-    return np.clip(small, 0, 255).astype(np.uint8)
+    coverage = cv2.resize(cover, (size, size), interpolation=cv2.INTER_AREA) if cover is not None else None
+    return np.clip(small, 0, 255).astype(np.uint8), coverage
 
 
 def generate(
@@ -117,8 +146,14 @@ def generate(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    masks: bool = False,
 ) -> Path:
     """Write the data set to ``out/<class>/<class>_NNNNN.png`` plus ``out/labels.txt``.
+
+    With ``masks`` it is a segmentation data set instead (:func:`render_segment`): ``out/images/<class>_NNNNN.png``,
+    ``out/masks/<class>_NNNNN.png`` (8-bit class index per pixel: 0 = background, ``i + 1`` = the ``i``-th class
+    of ``labels.txt``) and ``out/labels.txt`` (one class per line, background not listed), the layout
+    :mod:`edgecnn.data.masks` reads.
 
     The folder is staged beside ``out`` and swapped in at the end (:func:`edgecnn.atomic.staged_dir`), so an
     interrupted run leaves nothing half-written. Raises DataError for bad arguments and OutputError when ``out``
@@ -131,18 +166,26 @@ def generate(
         raise DataError(f"--per-class must be at least 1, got: {per_class}")
     jobs = [(c, i) for c in range(len(CLASSES)) for i in range(per_class)]
 
-    def one(tmp: Path, job: tuple[int, int]) -> None:
-        c, i = job
-        rng = np.random.default_rng([seed, c, i])
-        img = render(CLASSES[c], size, rng)
-        path = tmp / CLASSES[c] / f"{CLASSES[c]}_{i:05d}.png"
+    def write(path: Path, img: np.ndarray) -> None:
         if not cv2.imwrite(str(path), img):
             raise OutputError(f"cannot write {path} (disk full?)")
 
+    def one(tmp: Path, job: tuple[int, int]) -> None:
+        c, i = job
+        rng = np.random.default_rng([seed, c, i])
+        name = f"{CLASSES[c]}_{i:05d}.png"
+        if masks:
+            img, mask = render_segment(CLASSES[c], size, rng)
+            write(tmp / "images" / name, img)
+            write(tmp / "masks" / name, (mask * (c + 1)).astype(np.uint8))
+        else:
+            write(tmp / CLASSES[c] / name, render(CLASSES[c], size, rng))
+
     with staged_dir(out, overwrite=overwrite) as tmp:
-        for name in CLASSES:
+        for name in ("images", "masks") if masks else CLASSES:
             (tmp / name).mkdir()
-        (tmp / "labels.txt").write_text(format_labels(CLASSES), encoding="utf-8")
+        labels = "".join(f"{c}\n" for c in CLASSES) if masks else format_labels(CLASSES)
+        (tmp / "labels.txt").write_text(labels, encoding="utf-8")
         with ThreadPoolExecutor(max_workers=4) as pool:
             for done, _ in enumerate(pool.map(lambda job: one(tmp, job), jobs), 1):
                 if progress:

@@ -12,7 +12,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from edgecnn.data.steering import (
+from edgecnn.data.steering_samples import (
     BAD_ANGLE,
     BAD_ROW,
     BAD_THROTTLE,

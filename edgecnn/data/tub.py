@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from edgecnn.data.steering import (
+from edgecnn.data.steering_samples import (
     BAD_ANGLE,
     BAD_JSON,
     BAD_THROTTLE,

@@ -1,2 +1,2 @@
 """Device-ready export: bundles (model, contract, labels, model card), C arrays for microcontrollers, Edge TPU
-readiness. ``evaluate`` scores a .tflite through the device runtime (TensorFlow-free)."""
+readiness. Scoring a .tflite is the device runtime's (:mod:`edgecnn.runtime.evaluate`, TensorFlow-free)."""

@@ -12,9 +12,12 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edgecnn.runtime.inspect import read_model_info
 
 # Coral's supported-operations table (TFLite builtin names). QUANTIZE/DEQUANTIZE at the model's edges are fine.
 EDGETPU_OPS = frozenset({
@@ -22,8 +25,17 @@ EDGETPU_OPS = frozenset({
     "GATHER", "HARD_SWISH", "L2_NORMALIZATION", "LOGISTIC", "LSTM", "MAXIMUM", "MAX_POOL_2D", "MEAN", "MINIMUM",
     "MUL", "PACK", "PAD", "PRELU", "QUANTIZE", "DEQUANTIZE", "REDUCE_MAX", "RELU", "RELU6", "RELU_N1_TO_1",
     "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "RSQRT", "SLICE", "SOFTMAX", "SPACE_TO_DEPTH", "SPLIT",
-    "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE", "TRANSPOSE_CONV",
+    "SQUARED_DIFFERENCE", "SQUEEZE", "STRIDED_SLICE", "SUB", "SUM", "TANH", "TILE", "TRANSPOSE",
 })
+# How each upsampling op fares on the Edge TPU, reported per model (segmentation decoders). TRANSPOSE_CONV is in
+# Coral's table, but the strided transposed convolutions of a decoder (Conv2DTranspose, stride 2) fail to compile
+# or fall back to the CPU in practice, so it is treated as not mapping; resize + Conv2D is the mapping route.
+UPSAMPLING_OPS = {
+    "TRANSPOSE_CONV": "will not map (strided Conv2DTranspose: the compiler leaves it and every op after it on the "
+                      "CPU); use UpSampling2D/resize + Conv2D (architecture 'seg')",
+    "RESIZE_BILINEAR": "maps (UpSampling2D bilinear / resize)",
+    "RESIZE_NEAREST_NEIGHBOR": "maps (UpSampling2D nearest / resize)",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class EdgeTpuReport:
         static_batch1: the input shape is fixed with batch 1.
         full_integer: every compute op is int8/uint8 (precision ``int8``).
         unsupported_ops: op names the Edge TPU cannot map (with counts).
+        upsampling: ``{op: "x<count>: verdict"}`` for the upsampling ops in the model (:data:`UPSAMPLING_OPS`).
         ready: all three checks pass.
         compiler: the compiler's verdict, or None when ``edgetpu_compiler`` is not installed.
         notes: human-readable lines.
@@ -59,10 +72,12 @@ class EdgeTpuReport:
     ready: bool
     compiler: CompilerLog | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    upsampling: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"static_batch1": self.static_batch1, "full_integer": self.full_integer,
-             "unsupported_ops": self.unsupported_ops, "ready": self.ready, "notes": list(self.notes)}
+             "unsupported_ops": self.unsupported_ops, "upsampling": self.upsampling, "ready": self.ready,
+             "notes": list(self.notes)}
         if self.compiler is None:
             d["compiler"] = None
         else:
@@ -116,10 +131,6 @@ def run_compiler(model: bytes, out_dir: Path | None = None, timeout: float = 300
 
 def readiness(model: bytes, compile: bool = True) -> tuple[EdgeTpuReport, bytes | None]:
     """Check ``model`` (.tflite bytes): ``(report, Edge TPU-compiled bytes or None)``."""
-    from collections import Counter
-
-    from edgecnn.runtime.inspect import read_model_info
-
     info = read_model_info(model)
     shape = info.inputs[0].signature if info.inputs else ()  # -1 marks a dynamic dimension
     static = bool(shape) and shape[0] == 1 and all(d > 0 for d in shape)
@@ -128,6 +139,9 @@ def readiness(model: bytes, compile: bool = True) -> tuple[EdgeTpuReport, bytes 
     notes = [f"input shape {list(shape)}: " + ("static, batch 1" if static else "dynamic or batch != 1 (re-export)"),
              f"precision read from the model: {info.precision}" + ("" if full_int else " (the Edge TPU needs full int8)")]
     notes.append("ops the Edge TPU cannot map: " + (", ".join(f"{k} x{v}" for k, v in bad.items()) if bad else "none"))
+    counts = Counter(name for name, _ in info.ops)
+    upsampling = {op: f"x{counts[op]}: {verdict}" for op, verdict in UPSAMPLING_OPS.items() if counts[op]}
+    notes += [f"upsampling {op} {v}" for op, v in upsampling.items()]
     compiled = None
     result = run_compiler(model) if compile else None
     if result is None:
@@ -138,5 +152,5 @@ def readiness(model: bytes, compile: bool = True) -> tuple[EdgeTpuReport, bytes 
         notes.append(f"edgetpu_compiler {log.version or '?'}: {'compiled' if log.ok else 'FAILED'}, ops on Edge TPU "
                      f"{log.ops_on_tpu}, on CPU {log.ops_on_cpu}, on-chip {log.on_chip_memory}, off-chip "
                      f"{log.off_chip_memory}")
-    report = EdgeTpuReport(static, full_int, bad, static and full_int and not bad, log, tuple(notes))
+    report = EdgeTpuReport(static, full_int, bad, static and full_int and not bad, log, tuple(notes), upsampling)
     return report, compiled

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecnn.errors import ModelError
+from edgecnn.runtime.adapters import input_specs, output_specs, quantize
+from edgecnn.runtime.interpreter import make_interpreter
 from edgecnn.runtime.native_stderr import captured_native_output
 
 
@@ -54,11 +56,8 @@ class MicroCheck:
 
 def check(model: bytes, inputs: np.ndarray, tolerance_steps: float = 1.0) -> MicroCheck:
     """Compare TFLM with LiteRT on ``inputs`` (``float32 N x h x w x c``, normalised; quantized here)."""
-    from edgecnn.runtime.adapters import input_specs, output_specs, quantize
-    from edgecnn.runtime.interpreter import make_interpreter
-
     try:
-        from tflite_micro.python.tflite_micro import runtime
+        from tflite_micro.python.tflite_micro import runtime  # lazy: tflite_micro
     except ImportError as exc:
         raise ModelError("the C-array check needs tflite-micro: pip install tflite-micro") from exc
     lite = make_interpreter(model, threads=1)

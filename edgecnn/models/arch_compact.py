@@ -8,7 +8,7 @@ from edgecnn.models.registry import register_model
 
 
 def _ds_block(x, filters: int, stride: int, name: str):
-    from keras import layers
+    from keras import layers  # lazy: keras
 
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
@@ -29,8 +29,8 @@ def compact(input_shape: tuple[int, int, int], num_outputs: int, width: int = 32
     Input: float32 (h, w, c) normalised by the contract. Output: N class probabilities. BatchNorm folds into
     the convolutions at conversion, ReLU6 fuses into them, so the int8 graph is conv/depthwise/pool/fc/softmax.
     """
-    import keras
-    from keras import layers
+    import keras  # lazy: keras
+    from keras import layers  # lazy: keras
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgecnn.models.registry import register_model
+from edgecnn.models.steer_head import steering_head
 
 
 @register_model(
@@ -30,10 +31,8 @@ def donkey(
     Input: float32 (h, w, c), normalised by the contract; h, w >= 32. Output: as for ``pilotnet``:
     (B, 1|2) tanh-bounded [steering(, throttle)] or (B, 3K) gmm parameters.
     """
-    import keras
-    from keras import layers
-
-    from edgecnn.models.steer_head import steering_head
+    import keras  # lazy: keras
+    from keras import layers  # lazy: keras
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs

@@ -13,8 +13,8 @@ from edgecnn.models.registry import register_model
 def lecture(input_shape: tuple[int, int, int], num_outputs: int, **_):
     """Conv2D 32 3x3 ReLU -> MaxPool 2 -> Conv2D 64 3x3 ReLU -> MaxPool 2 -> Flatten -> Dense 1024 ReLU ->
     Dense N softmax. Input: float32 (h, w, c), normalised by the contract. Output: N class probabilities."""
-    import keras
-    from keras import layers
+    import keras  # lazy: keras
+    from keras import layers  # lazy: keras
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)

@@ -4,6 +4,7 @@ Self-Driving Cars")."""
 from __future__ import annotations
 
 from edgecnn.models.registry import register_model
+from edgecnn.models.steer_head import steering_head
 
 
 @register_model(
@@ -33,10 +34,8 @@ def pilotnet(
     Output: ``head="regression"``: (B, 1) steering or (B, 2) [steering, throttle], tanh-bounded to [-1, 1];
     ``head="gmm"``: (B, 3K) mixture parameters (see :mod:`edgecnn.models.gmm`).
     """
-    import keras
-    from keras import layers
-
-    from edgecnn.models.steer_head import steering_head
+    import keras  # lazy: keras
+    from keras import layers  # lazy: keras
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs

@@ -22,7 +22,7 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 def gmm_head(x, components: int, name: str = "gmm"):
     """Keras tensor ``x`` (B, F) -> (B, 3K) mixture parameters, bounded as :mod:`edgecnn.mixture` documents."""
-    from keras import layers
+    from keras import layers  # lazy: keras
 
     if components < 1:
         raise ValueError(f"a gmm head needs at least 1 component, got: {components}")
@@ -44,7 +44,7 @@ def gmm_nll(y_true, y_pred):
     ``y_true``: (B,) or (B, 1+) float steering in [-1, 1] (only the first column is used). ``y_pred``: (B, 3K)
     as produced by :func:`gmm_head`. Returns (B,) losses. Computed with a log-sum-exp for stability.
     """
-    from keras import ops
+    from keras import ops  # lazy: keras
 
     y_pred = ops.cast(y_pred, "float32")
     k = y_pred.shape[-1] // 3
@@ -60,7 +60,7 @@ def gmm_nll(y_true, y_pred):
 @keras.saving.register_keras_serializable(package="edgecnn")
 def gmm_mean(y_pred):
     """(B, 3K) -> (B,) mixture mean steering, for metrics such as the mean absolute error in training."""
-    from keras import ops
+    from keras import ops  # lazy: keras
 
     k = y_pred.shape[-1] // 3
     w = ops.softmax(y_pred[:, :k], axis=-1)

@@ -2,7 +2,8 @@
 
 Architectures live in ``edgecnn/models/arch_<name>.py`` modules that this registry imports on first use; each
 decorates a builder ``fn(input_shape, num_outputs, **kw) -> keras.Model`` with ``@register_model("name", ...)``.
-The builder returns the model *without* preprocessing: inputs are already normalised by
+Reading the specs (``list_models``, ``get_spec``: names, tasks, ``default_size``) needs no Keras: the arch modules
+import Keras inside their builders. The builder returns the model *without* preprocessing: inputs are already normalised by
 :func:`edgecnn.preprocess.prepare`, so the exported model and the device agree by construction.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,10 @@ class ArchSpec:
     Attributes:
         name: registry name (``--arch``).
         builder: ``fn(input_shape=(h, w, c), num_outputs=N, **kw) -> keras.Model``.
-        tasks: tasks it is meant for (``"classify"``, ``"steer"``).
+        tasks: tasks it is meant for (``"classify"``, ``"steer"``, ``"segment"``).
         summary: one line for ``edgecnn models``.
-        default_size: (height, width) it was designed for.
+        default_size: (height, width) in pixels it was designed for; ``edgecnn train`` uses it unless
+            ``--img-size`` says otherwise.
     """
 
     name: str
@@ -66,10 +68,10 @@ def list_models(task: str | None = None) -> list[ArchSpec]:
 
 
 def get_spec(name: str) -> ArchSpec:
-    """The spec of ``name``; EdgecnnError naming the known ones when it is unknown."""
+    """The spec of ``name``; OptionError naming the known ones when it is unknown."""
     _load_all()
     if name not in _REGISTRY:
-        raise EdgecnnError(f"unknown architecture {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
+        raise OptionError(f"unknown architecture {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
@@ -79,8 +81,9 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_outputs: int,
 
 
 def count_macs(model) -> int:
-    """Multiply-accumulates of one forward pass (conv, depthwise conv, dense), from the built Keras model."""
-    import keras
+    """Multiply-accumulates of one forward pass (conv, transposed conv, depthwise conv, dense), from the built
+    Keras model. Resizes (UpSampling2D) and element-wise ops are not counted."""
+    import keras  # lazy: keras
 
     macs = 0
     for layer in _all_layers(model):
@@ -92,6 +95,11 @@ def count_macs(model) -> int:
             inp, out = layer.input.shape, layer.output.shape
             kh, kw = layer.kernel_size
             macs += out[1] * out[2] * (kh * kw * inp[3] + inp[3] * out[3])
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            # Every input pixel scatters a kh x kw x cout patch: in_h * in_w * kh * kw * cin * cout.
+            inp, out = layer.input.shape, layer.output.shape
+            kh, kw = layer.kernel_size
+            macs += inp[1] * inp[2] * kh * kw * inp[3] * out[3]
         elif isinstance(layer, keras.layers.Conv2D):
             inp, out = layer.input.shape, layer.output.shape
             kh, kw = layer.kernel_size
@@ -102,7 +110,7 @@ def count_macs(model) -> int:
 
 
 def _all_layers(model):
-    import keras
+    import keras  # lazy: keras
 
     for layer in model.layers:
         if isinstance(layer, keras.Model):

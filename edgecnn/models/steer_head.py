@@ -15,7 +15,7 @@ def steering_head(x, num_outputs: int, head: str = "regression", components: int
 
     Raises ModelError when ``num_outputs`` disagrees with the head.
     """
-    from keras import layers
+    from keras import layers  # lazy: keras
 
     if head == "regression":
         want = 2 if throttle else 1
@@ -23,7 +23,7 @@ def steering_head(x, num_outputs: int, head: str = "regression", components: int
             raise ModelError(f"a regression steering head has {want} output(s) (throttle={throttle}), got: {num_outputs}")
         return layers.Dense(num_outputs, activation="tanh", name="steering")(x)
     if head == "gmm":
-        from edgecnn.models.gmm import gmm_head
+        from edgecnn.models.gmm import gmm_head  # lazy: keras (gmm registers its loss with Keras on import)
 
         if throttle:
             raise ModelError("the gmm head models steering only; train throttle with --head regression")

@@ -1,4 +1,9 @@
-"""Pipeline options, from the command line and an optional TOML file (standard library only)."""
+"""Pipeline options, from the command line and an optional TOML file (no TensorFlow).
+
+The training options take their defaults from :class:`edgecnn.train.config.TrainConfig` (``DEFAULTS``), the
+task names from the task registry and the default architecture and input size from the task and the
+architecture registry, so ``edgecnn pipeline`` and ``edgecnn train`` cannot disagree.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.data import roads
+from edgecnn.errors import EdgecnnError, OptionError
+from edgecnn.sizes import format_size
+from edgecnn.train.config import DEFAULTS, default_arch, default_img_size
+from edgecnn.train.tasks import list_tasks
 
 
 @dataclass(frozen=True)
@@ -17,33 +26,33 @@ class PipelineConfig:
 
     Attributes:
         task: ``classify`` or ``steer``. data: data set folder, or None for the built-in one.
-        out: pipeline folder (default ``runs/<task>``). arch: architecture (default compact / pilotnet).
-        img_size: model input ``N`` or ``WIDTHxHEIGHT`` (default 64 / 200x66).
+        out: pipeline folder (default ``runs/<task>``). arch: architecture (default: the task's, compact /
+        pilotnet). img_size: model input ``N`` or ``WIDTHxHEIGHT`` (default: the architecture's registered size).
         per_class, frames: size of the generated built-in data (shapes per class / road frames).
         per_road: road frames rendered per generated road (fewer = more varied scenes).
-        augment: training-time augmentation (see ``edgecnn train --augment``).
+        augment: training-time augmentation (see ``edgecnn train --augment``); None: what fits the data.
         epochs, batch, seed, lr, patience: training. head, components: steering head.
         calib_count: calibration-set size. io: int8 model I/O type (``int8``/``uint8``).
         precisions: variants that compare builds. compare_runs, threads: latency settings.
         closed_loop: steering: roads to drive per variant in compare (0: off).
     """
 
-    task: str = "classify"
+    task: str = DEFAULTS["task"]
     data: str | None = None
     out: str | None = None
     arch: str | None = None
     img_size: str | None = None
     per_class: int = 400
-    frames: int = 2000
-    per_road: int = 50
-    augment: bool = True
-    epochs: int = 30
-    batch: int = 32
-    seed: int = 0
-    lr: float = 1e-3
-    patience: int = 5
-    head: str = "regression"
-    components: int = 3
+    frames: int = roads.DEFAULT_FRAMES
+    per_road: int = roads.DEFAULT_PER_ROAD
+    augment: bool | None = DEFAULTS["augment"]
+    epochs: int = DEFAULTS["epochs"]
+    batch: int = DEFAULTS["batch"]
+    seed: int = DEFAULTS["seed"]
+    lr: float = DEFAULTS["lr"]
+    patience: int = DEFAULTS["patience"]
+    head: str = DEFAULTS["head"]
+    components: int = DEFAULTS["components"]
     calib_count: int = 300
     io: str = "int8"
     precisions: tuple[str, ...] = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -52,8 +61,8 @@ class PipelineConfig:
     closed_loop: int = 0
 
     def __post_init__(self) -> None:
-        if self.task not in ("classify", "steer"):
-            raise EdgecnnError(f"task must be classify or steer, got: {self.task!r}")
+        if self.task not in list_tasks():
+            raise OptionError(f"task must be one of {', '.join(list_tasks())}, got: {self.task!r}")
 
     @property
     def resolved_out(self) -> str:
@@ -61,11 +70,11 @@ class PipelineConfig:
 
     @property
     def resolved_arch(self) -> str:
-        return self.arch or ("pilotnet" if self.task == "steer" else "compact")
+        return self.arch or default_arch(self.task)
 
     @property
     def resolved_img_size(self) -> str:
-        return self.img_size or ("200x66" if self.task == "steer" else "64")
+        return self.img_size or format_size(*default_img_size(self.resolved_arch))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

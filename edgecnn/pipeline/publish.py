@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from edgecnn.atomic import staged_dir
+from edgecnn.compare.compare import CompareReport, Row
+from edgecnn.compare.report import write_report
 from edgecnn.errors import EdgecnnError
 from edgecnn.pipeline.stages import Paths
-
 
 
 def _relative(path: str) -> str:
@@ -28,9 +29,6 @@ def _relative(path: str) -> str:
 
 
 def _write_report(report: dict, out: Path) -> None:
-    from edgecnn.compare.compare import CompareReport, Row
-    from edgecnn.compare.report import write_report
-
     fields = {k: v for k, v in report.items() if k != "rows"}
     fields["notes"] = tuple(fields.get("notes", ()))
     write_report(CompareReport(rows=tuple(Row(**r) for r in report["rows"]), **fields), out)

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.atomic import write_json
+from edgecnn.compare.compare import compare
+from edgecnn.compare.report import format_table, write_report
+from edgecnn.data import roads, shapes
+from edgecnn.export.bundle import export_run
 from edgecnn.pipeline.config import PipelineConfig
+from edgecnn.quantize import calibration
+from edgecnn.sizes import parse_size
+from edgecnn.train.trainer import TrainConfig, train
 
 Log = Callable[[str], None]
 
@@ -66,21 +73,14 @@ def stage_data(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
     if cfg.data:
         return f"using {cfg.data}"
     if cfg.task == "classify":
-        from edgecnn.data.shapes import generate
-
-        generate(paths.data, size=int(cfg.resolved_img_size.split("x")[0]), per_class=cfg.per_class, seed=cfg.seed,
-                 overwrite=True)
+        width, _ = parse_size(cfg.resolved_img_size)
+        shapes.generate(paths.data, size=width, per_class=cfg.per_class, seed=cfg.seed, overwrite=True)
         return f"generated shapes ({cfg.per_class} per class) in {paths.data}"
-    from edgecnn.data.roads import generate as roads
-
-    roads(paths.data, n=cfg.frames, size=(160, 120), seed=cfg.seed, per_road=cfg.per_road, overwrite=True)
+    roads.generate(paths.data, n=cfg.frames, size=(160, 120), seed=cfg.seed, per_road=cfg.per_road, overwrite=True)
     return f"generated {cfg.frames} road frames in {paths.data}"
 
 
 def stage_train(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
-    from edgecnn.cli.cmd_train import parse_size
-    from edgecnn.train.trainer import TrainConfig, train
-
     tc = TrainConfig(data=_data_dir(cfg, paths), out=str(paths.run), arch=cfg.resolved_arch, task=cfg.task,
                      img_size=parse_size(cfg.resolved_img_size), epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed,
                      lr=cfg.lr, patience=cfg.patience, head=cfg.head, components=cfg.components,
@@ -93,8 +93,6 @@ def stage_train(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str
 
 
 def stage_calibrate(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
-    from edgecnn.quantize import calibration
-
     src = calibration.source_from_run(paths.run)
     _, cov = calibration.build(src, paths.calibration, count=cfg.calib_count, seed=cfg.seed, overwrite=True)
     for w in cov.warnings:
@@ -103,17 +101,12 @@ def stage_calibrate(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) ->
 
 
 def stage_export(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
-    from edgecnn.export.bundle import export_run
-
     res = export_run(paths.run, paths.calibration, paths.bundle, io=cfg.io, overwrite=True, log=log)
     size = res.card.sizes.get("int8", 0)
     return f"{paths.bundle / 'model_int8.tflite'} ({size / 1024:.1f} KiB, precision {res.card.precision})"
 
 
 def stage_compare(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
-    from edgecnn.compare.compare import compare
-    from edgecnn.compare.report import format_table, write_report
-
     report = compare(paths.run, data=None, calibration=str(paths.calibration), precisions=cfg.precisions,
                      threads=cfg.threads, runs=cfg.compare_runs, warmup=max(5, cfg.compare_runs // 10),
                      variants_dir=paths.compare / "variants", closed_loop=cfg.closed_loop, log=log)

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.data.masks import load_mask, mask_path_for, pixel_counts, resize_mask
 from edgecnn.errors import DataError
+from edgecnn.train.datakind import refuse_steering_data
 
 FORMAT = "edgecnn-calibration"
 FORMAT_VERSION = 1
@@ -98,11 +100,13 @@ class Coverage:
 
     Attributes:
         count: items in the set.
-        per_class: ``{label: count}`` (classify) or ``{bin: count}`` with bins over the steering range (steer).
+        per_class: ``{label: count}`` (classify), ``{bin: count}`` with bins over the steering range (steer), or
+            ``{label: pixels}`` at the model's input size (segment; see ``unit``).
         train_per_class: the same counts over the training split.
         pixel_mean, pixel_std: per-channel BGR statistics of the set, pixel values 0..255.
         train_pixel_mean, train_pixel_std: the same over (a sample of) the training split.
         warnings: human-readable problems (too small, a class missing, a shifted pixel distribution).
+        unit: what ``per_class`` counts: ``"items"``, or ``"pixels"`` (segment).
     """
 
     count: int
@@ -113,10 +117,12 @@ class Coverage:
     train_pixel_mean: tuple[float, ...]
     train_pixel_std: tuple[float, ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    unit: str = "items"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "count": self.count,
+            "unit": self.unit,
             "per_class": self.per_class,
             "train_per_class": self.train_per_class,
             "pixel_mean_bgr": list(self.pixel_mean),
@@ -128,10 +134,12 @@ class Coverage:
 
     def text(self) -> str:
         """A short human-readable report."""
-        lines = [f"{self.count} calibration items"]
+        lines = [f"{self.count} calibration items" + (" (pixels per class at the model's input size)"
+                                                      if self.unit == "pixels" else "")]
         width = max((len(k) for k in self.per_class), default=5)
         for k, n in self.per_class.items():
-            lines.append(f"  {k:<{width}}  {n:4d}  (train split: {self.train_per_class.get(k, 0)})")
+            lines.append(f"  {k:<{width}}  {n:4d}  (train split{' sample' if self.unit == 'pixels' else ''}: "
+                         f"{self.train_per_class.get(k, 0)})")
         fmt = lambda v: "/".join(f"{x:.1f}" for x in v)  # noqa: E731
         lines.append(f"  pixel mean B/G/R {fmt(self.pixel_mean)} (train {fmt(self.train_pixel_mean)}), "
                      f"std {fmt(self.pixel_std)} (train {fmt(self.train_pixel_std)})")
@@ -144,6 +152,8 @@ class Coverage:
 
 def source_from_data(root: str | Path, input_size: tuple[int, int], resize: str = "area") -> CalibrationSource:
     """An image folder (``ROOT/<class>/<image>``): scanned and split as training does; the train split is used."""
+    refuse_steering_data(root, hint="calibrate the steering run instead: `edgecnn train DATA --task steer --out RUN`, "
+                               "then `edgecnn calibrate RUN`")
     from edgecnn.data.imagefolder import scan, split
 
     folder = scan(root)
@@ -170,7 +180,9 @@ def source_from_run(run_dir: str | Path) -> CalibrationSource:
 
 
 def select(source: CalibrationSource, count: int = 300, seed: int = 0) -> list[tuple[str, float]]:
-    """Pick ``count`` training items, stratified by class (classify) or spread over the steering range (steer).
+    """Pick ``count`` training items, stratified by class (classify), by the rarest class an image shows
+    (segment: the split's group, so every class present in the training split is in the set), or spread over
+    the steering range (steer).
 
     Classes get a share proportional to their size but at least one item each; steering values are binned into
     ``STEER_BINS`` equal bins over [-1, 1] and drawn round-robin so rare sharp turns are not crowded out by the
@@ -188,7 +200,7 @@ def select(source: CalibrationSource, count: int = 300, seed: int = 0) -> list[t
     for g in groups.values():
         rng.shuffle(g)  # type: ignore[arg-type]
     count = min(count, len(items))
-    if source.task == "classify":
+    if source.task in ("classify", "segment"):
         quota = {g: max(1, round(count * len(v) / len(items))) for g, v in groups.items()}
         picked = [it for g in sorted(groups) for it in groups[g][: quota[g]]]
     else:
@@ -202,7 +214,7 @@ def select(source: CalibrationSource, count: int = 300, seed: int = 0) -> list[t
 
 
 def _group_of(task: str, target: float) -> int:
-    if task == "classify":
+    if task in ("classify", "segment"):
         return int(target)
     return int(min(STEER_BINS - 1, max(0, (float(target) + 1.0) / 2.0 * STEER_BINS)))
 
@@ -258,9 +270,9 @@ def build(
         if progress:
             progress(i + 1, len(picked))
     images = np.stack(frames).astype(np.uint8)
-    dtype = np.int64 if source.task == "classify" else np.float32
+    dtype = np.int64 if source.task in ("classify", "segment") else np.float32
     targets = np.asarray([t for _, t in picked], dtype=dtype)
-    coverage = _coverage(source, images, targets, seed)
+    coverage = _coverage(source, images, targets, seed, paths=[p for p, _ in picked])
     images_b, targets_b = _npy_bytes(images), _npy_bytes(targets)
     manifest = {
         "format": FORMAT,
@@ -322,9 +334,23 @@ def in_calibration(calib: CalibrationSet, paths: Sequence[str]) -> list[bool]:
 
 
 def _coverage(source: CalibrationSource, images: np.ndarray, targets: np.ndarray, seed: int,
-              train_sample: int = 300) -> Coverage:
+              train_sample: int = 300, paths: Sequence[str] = ()) -> Coverage:
     """Counts and pixel statistics versus (a seeded sample of up to ``train_sample`` images of) the train split."""
-    if source.task == "classify":
+    if source.task == "segment":
+        # Pixels per class, counted on the masks at the model's input size (what the model is trained on).
+        names = list(source.labels)
+
+        def pixels(path: str) -> np.ndarray:
+            mask = load_mask(mask_path_for(path), len(names))
+            return pixel_counts(resize_mask(mask, source.input_height, source.input_width), len(names))
+
+        picked_px = np.sum([pixels(p) for p in paths], axis=0) if paths else np.zeros(len(names))
+        sample = np.random.default_rng(seed + 1).choice(len(source.items), size=min(train_sample, len(source.items)),
+                                                        replace=False)
+        train_px = np.sum([pixels(source.items[i][0]) for i in sorted(sample)], axis=0)
+        per = {n: int(v) for n, v in zip(names, picked_px)}
+        tper = {n: int(v) for n, v in zip(names, train_px)}
+    elif source.task == "classify":
         names = list(source.labels) or [str(i) for i in range(int(max(t for _, t in source.items)) + 1)]
         cnt, tcnt = Counter(int(t) for t in targets), Counter(int(t) for _, t in source.items)
         per = {names[i]: cnt.get(i, 0) for i in range(len(names))}
@@ -346,13 +372,14 @@ def _coverage(source: CalibrationSource, images: np.ndarray, targets: np.ndarray
         warnings.append(f"only {n} calibration items; use at least {MIN_RECOMMENDED} for stable int8 ranges")
     missing = [k for k, v in per.items() if v == 0 and tper.get(k, 0) > 0]
     if missing:
-        what = "class" if source.task == "classify" else "steering range"
+        what = "steering range" if source.task == "steer" else "class"
         warnings.append(f"{what} {', '.join(missing)} present in the training split but missing from the set")
     shift = float(np.max(np.abs(mean - tmean) / np.maximum(tstd, 1.0)))
     if shift > 0.25:
         warnings.append(f"pixel mean differs from the training split by {shift:.2f} std; the set may not be representative")
     r = lambda v: tuple(round(float(x), 2) for x in v)  # noqa: E731
-    return Coverage(n, per, tper, r(mean), r(std), r(tmean), r(tstd), tuple(warnings))
+    return Coverage(n, per, tper, r(mean), r(std), r(tmean), r(tstd), tuple(warnings),
+                    unit="pixels" if source.task == "segment" else "items")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -411,7 +438,7 @@ def check_compatible(calib: CalibrationSet, contract: Any) -> None:
     if calib.manifest.get("task") != contract.task:
         raise DataError(f"calibration set {name} is for task {calib.manifest.get('task')!r}, the model is "
                         f"{contract.task!r}")
-    if contract.task == "classify" and list(calib.manifest.get("labels", [])) != list(contract.labels):
+    if contract.task in ("classify", "segment") and list(calib.manifest.get("labels", [])) != list(contract.labels):
         raise DataError(f"calibration set {name} has labels {calib.manifest.get('labels')} but the model has "
                         f"{list(contract.labels)}; make a set from this model's run")
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, ModelError
+from edgecnn.runtime.inspect import read_model_info
+from edgecnn.runtime.native_stderr import quiet_native_output
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("int8", "uint8")
@@ -27,7 +29,7 @@ EXPECTED = {"fp32": ("fp32",), "fp16": ("fp16",), "dynamic": ("dynamic",), "int8
 
 def batch1(model):
     """``model`` wrapped with a static ``1 x h x w x c`` input (Edge TPU and TFLite Micro need static shapes)."""
-    import keras
+    import keras  # lazy: keras
 
     shape = tuple(model.inputs[0].shape[1:])
     name = model.inputs[0].name.split(":")[0] or "image"
@@ -37,8 +39,6 @@ def batch1(model):
 
 def quiet_native_logs():
     """Silence the converter's C++ chatter on fd 1/2 (it prints pages of MLIR logs); Python errors still raise."""
-    from edgecnn.runtime.native_stderr import quiet_native_output
-
     return quiet_native_output()
 
 
@@ -51,7 +51,7 @@ def make_converter(model, precision: str, representative: np.ndarray | None = No
         representative: ``float32 N x h x w x c`` normalised model inputs (needed for int8 and int16x8).
         io: ``"int8"`` or ``"uint8"`` input/output tensors for ``int8``.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: tensorflow
 
     if precision not in PRECISIONS:
         raise EdgecnnError(f"precision must be one of {', '.join(PRECISIONS)}, got: {precision!r}")
@@ -97,14 +97,13 @@ def run_converter(conv) -> bytes:
 
 def convert(model, precision: str, representative: np.ndarray | None = None, io: str = "int8") -> bytes:
     """``model`` (keras.Model, any batch) -> .tflite bytes at ``precision``; the precision is verified."""
-    from edgecnn.runtime.inspect import read_model_info
-
     data = run_converter(make_converter(batch1(model), precision, representative, io))
     got = read_model_info(data)
     if got.precision not in EXPECTED[precision]:
-        raise ModelError(f"conversion to {precision} produced a {got.precision} model (input {got.inputs[0].dtype}, "
-                         f"output {got.outputs[0].dtype}); this is a bug, please report it")
+        # the converter was asked for this precision: anything else is our bug, not the user's model
+        raise RuntimeError(f"conversion to {precision} produced a {got.precision} model (input "
+                           f"{got.inputs[0].dtype}, output {got.outputs[0].dtype})")
     if precision == "int8" and any(t.dtype != io for t in got.inputs + got.outputs):
-        raise ModelError(f"int8 conversion produced {got.inputs[0].dtype} input / {got.outputs[0].dtype} output, "
-                         f"expected {io}; this is a bug, please report it")
+        raise RuntimeError(f"int8 conversion produced {got.inputs[0].dtype} input / {got.outputs[0].dtype} output, "
+                           f"expected {io}")
     return data

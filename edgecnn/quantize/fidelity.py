@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecnn.quantize.convert import make_converter, quiet_native_logs, representative_dataset
+
 SUSPECT_RMSE_PER_SCALE = 0.7
 
 
@@ -87,9 +89,7 @@ class FidelityReport:
 def make_debugger(model_b1, inputs: np.ndarray, io_type: str = "int8", denylisted_nodes=(), samples: int = 64):
     """A ``tf.lite.experimental.QuantizationDebugger`` over the int8 conversion of ``model_b1`` (a batch-1 Keras
     model), fed with the first ``samples`` of ``inputs`` (``float32 N x h x w x c`` normalised)."""
-    import tensorflow as tf
-
-    from edgecnn.quantize.convert import quiet_native_logs, make_converter, representative_dataset
+    import tensorflow as tf  # lazy: tensorflow
 
     conv = make_converter(model_b1, "int8", inputs, io_type)
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted_nodes) or None, fully_quantize=bool(denylisted_nodes))
@@ -100,8 +100,6 @@ def make_debugger(model_b1, inputs: np.ndarray, io_type: str = "int8", denyliste
 
 def layer_report(model_b1, inputs: np.ndarray, io_type: str = "int8", samples: int = 64) -> FidelityReport:
     """Run the debugger and return the per-layer report (see module docstring)."""
-    from edgecnn.quantize.convert import quiet_native_logs
-
     dbg = make_debugger(model_b1, inputs, io_type, samples=samples)
     with quiet_native_logs():
         dbg.run()

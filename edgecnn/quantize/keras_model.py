@@ -57,7 +57,7 @@ def check_keras_file(path: str | Path) -> None:
 def load_keras_model(path: str | Path):
     """``keras.Model`` from a ``.keras`` file, loaded with ``safe_mode=True`` after :func:`check_keras_file`."""
     check_keras_file(path)
-    import keras
+    import keras  # lazy: keras
 
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=True)

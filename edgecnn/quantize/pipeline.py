@@ -15,13 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.atomic import write_bytes, write_text
 from edgecnn.contract import Contract
 from edgecnn.errors import DataError, EdgecnnError, OutputError
-from edgecnn.quantize.calibration import CalibrationSet
-from edgecnn.quantize.fidelity import FidelityReport
+from edgecnn.quantize.calibration import CalibrationSet, check_compatible, load_calibration, model_inputs
+from edgecnn.quantize.convert import PRECISIONS, batch1, convert
+from edgecnn.quantize.fidelity import FidelityReport, layer_report
+from edgecnn.quantize.keras_model import check_keras_file, load_keras_model
 from edgecnn.quantize.selective import KeepFloatResult
-from edgecnn.runtime.inspect import ModelInfo
-from edgecnn.train.run import RunInfo
+from edgecnn.quantize.selective import keep_float as run_keep_float
+from edgecnn.runtime.evaluate import load_inputs
+from edgecnn.runtime.inspect import ModelInfo, read_model_info
+from edgecnn.runtime.metadata import embed_contract, read_contract
+from edgecnn.train.run import RunInfo, load_run
 
 Log = Callable[[str], None]
 
@@ -62,11 +68,6 @@ def check_writable(folder: str | Path) -> None:
 
 def prepare(run_dir: str | Path, calibration: str | Path, log: Log = lambda m: None) -> Prepared:
     """Load and cross-check a run (or .keras file) and a calibration set; nothing is written."""
-    from edgecnn.quantize.calibration import check_compatible, load_calibration, model_inputs
-    from edgecnn.quantize.convert import batch1
-    from edgecnn.quantize.keras_model import check_keras_file, load_keras_model
-    from edgecnn.train.run import load_run
-
     p = Path(run_dir)
     if p.is_file():
         check_keras_file(p)  # a non-Keras file is named as such before we look for its contract
@@ -105,15 +106,12 @@ def contract_with_quantization(contract: Contract, info: ModelInfo, calib: Calib
 
 def finish_model(data: bytes, prep: Prepared, kept_float: Sequence[str] = ()) -> tuple[bytes, ModelInfo]:
     """Embed the contract (with quantization parameters) into ``data`` and re-read its precision."""
-    from edgecnn.runtime.inspect import read_model_info
-    from edgecnn.runtime.metadata import embed_contract, read_contract
-
     info = read_model_info(data)
     uses_calib = info.precision not in ("fp32", "fp16", "dynamic")
     contract = contract_with_quantization(prep.run.contract, info, prep.calib if uses_calib else None, kept_float)
     out = embed_contract(data, contract)
     if read_contract(out) != contract:
-        raise EdgecnnError("the contract embedded in the model does not read back; this is a bug, please report it")
+        raise RuntimeError("the contract embedded in the model does not read back as written")
     return out, read_model_info(out)
 
 
@@ -130,8 +128,6 @@ class QuantizeResult:
 
 def heldout(run: RunInfo, limit: int = 300) -> tuple[np.ndarray, np.ndarray]:
     """``(float32 M x h x w x c inputs, targets)`` of the run's validation split (disjoint from calibration)."""
-    from edgecnn.export.evaluate import load_inputs
-
     items = list(run.splits.get("val", ()))[:limit]
     if not items:
         raise DataError(f"{run.root} has no validation split; --keep-float auto needs one to measure the loss")
@@ -149,11 +145,6 @@ def quantize_run(run_dir: str | Path, calibration: str | Path, precision: str, o
         tolerance: for ``keep_float="auto"``: largest acceptable accuracy drop in percentage points (classify,
             default 0.5) or MAE increase (steer, default 0.01) on the validation split.
     """
-    from edgecnn.atomic import write_bytes, write_text
-    from edgecnn.quantize.convert import PRECISIONS, convert
-    from edgecnn.quantize.fidelity import layer_report
-    from edgecnn.quantize.selective import keep_float as run_keep_float
-
     out = Path(out)
     if out.suffix != ".tflite":
         raise OutputError(f"--out must be a .tflite path, got: {out}")

@@ -71,7 +71,7 @@ class KeepFloatResult:
 
 def quality_loss(float_out: np.ndarray, quant_out: np.ndarray, targets: np.ndarray, contract) -> Loss:
     """Loss of ``quant_out`` against ``float_out`` (both ``float32 N x K``) on labelled ``targets``."""
-    from edgecnn.export.evaluate import steering_of
+    from edgecnn.runtime.evaluate import steering_of
 
     if contract.task == "classify":
         fp, qp = float_out.argmax(1), quant_out.argmax(1)
@@ -111,7 +111,7 @@ def quantize_keeping(model_b1, inputs: np.ndarray, tensors: Sequence[str], io_ty
         raise ModelError(f"selective quantization failed: {str(exc).splitlines()[0][:200]}") from exc
     info = read_model_info(data)
     if any(t.dtype not in ("int8", "uint8") for t in info.inputs + info.outputs):
-        raise ModelError("selective quantization lost the integer input/output; this is a bug, please report it")
+        raise RuntimeError("selective quantization lost the integer input/output")
     return data
 
 
@@ -131,7 +131,7 @@ def keep_float(model_b1, int8_model: bytes, inputs: np.ndarray, report: Fidelity
         tolerance: largest acceptable loss (accuracy pp, or MAE increase).
         layers: ``"auto"`` or explicit layer names.
     """
-    from edgecnn.export.evaluate import latency_us, predict
+    from edgecnn.runtime.evaluate import latency_us, predict
     from edgecnn.quantize.convert import run_converter, make_converter
 
     float_out = predict(run_converter(make_converter(model_b1, "fp32")), heldout)

@@ -1,7 +1,7 @@
 """Input and output adapters: the maths between float model inputs/outputs and any tensor type.
 
-Pure numpy (no interpreter needed) so each function is testable with a plain array; the two thin helpers at the
-end read/write an interpreter's tensors with them. Handles float32, float16, int8, uint8, int16 tensors:
+Pure numpy/OpenCV (no interpreter needed) so each function is testable with a plain array; the thin helpers at
+the end read/write an interpreter's tensors with them. Handles float32, float16, int8, uint8, int16 tensors:
 quantized tensors use their *own* scale and zero point (``real = scale * (q - zero_point)``), so third-party
 models work, not only ours.
 """
@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
+from edgecnn.contract import Contract
 from edgecnn.errors import ModelError
+from edgecnn.preprocess import normalise
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,43 @@ def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     info = np.iinfo(dtype)
     q = np.round(x / np.float32(spec.scale)) + spec.zero_point if spec.quantized else np.round(x)
     return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def input_table(contract: Contract, spec: TensorSpec) -> np.ndarray:
+    """The model input for every pixel value: ``(256, c)`` array of the tensor's dtype, row ``p`` holding what
+    the reference path (:func:`edgecnn.preprocess.normalise`, then :func:`quantize` with the tensor's scale
+    and zero point) gives a pixel of value ``p`` in each channel.
+
+    Both steps act on each pixel value alone (``(p - mean[k]) / std[k]``, round, clip), so looking the result
+    up in this table is the same computation, done once per value instead of once per pixel: the same bytes,
+    for float32, float16, int8, uint8 and int16 inputs alike.
+    """
+    c = contract.channels
+    values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], c, axis=2)  # 1 x 256 x c, as an image
+    return np.ascontiguousarray(quantize(normalise(values, contract), spec)[0])
+
+
+def apply_table(pixels: np.ndarray, table: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``uint8 h x w x c`` pixels -> model input ``h x w x c`` of ``table``'s dtype, through :func:`input_table`.
+
+    One cv2.LUT pass (any output dtype, one table per channel); ``out`` (``h x w x c``, contiguous) receives the
+    result when given, e.g. a view of the interpreter's input tensor, so nothing is allocated per frame.
+    """
+    c = table.shape[1]
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != c:
+        raise ValueError(f"expected uint8 h x w x {c} pixels, got {pixels.dtype} {pixels.shape}")
+    fits = (out is not None and out.flags.c_contiguous and out.dtype == table.dtype
+            and out.shape == pixels.shape)
+    if c == 1:  # OpenCV sees an h x w x 1 array as a single-channel image and writes h x w
+        dst = out.reshape(out.shape[:2]) if fits else None
+        res = cv2.LUT(pixels.reshape(pixels.shape[:2]), table.reshape(1, 256), dst=dst)[:, :, None]
+    else:
+        res = cv2.LUT(pixels, table.reshape(1, 256, c), dst=out if fits else None)
+    if out is None:
+        return res
+    if not np.shares_memory(res, out):  # OpenCV allocates a fresh array when ``out`` does not fit
+        out[...] = res.reshape(out.shape)
+    return out
 
 
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:

@@ -1,9 +1,12 @@
 """``edgecnn benchmark``: latency of a .tflite on this machine, in the manner of TensorFlow's benchmark_model.
 
 Initialisation time, first inference, warm-up, then steady-state latency (mean, std, p50, p90, p99),
-throughput, peak memory and the environment (CPU, cores, threads, runtime and version). Works on any valid
-.tflite with random inputs (or given ones). The measurement runs in :mod:`edgecnn.runtime.sandbox`: the model
-is untrusted, and a fresh process also gives an honest memory figure.
+throughput, peak memory and the environment (CPU, cores, threads, runtime and version), and what the delegate
+did (:mod:`edgecnn.runtime.delegation`: nodes taken, ops left on the reference CPU kernels, uint8 I/O and
+per-tensor warnings). With a float twin (``compare_to``) both are measured the same way and an int8 model that is
+not faster than its float twin is flagged. Works on any valid .tflite with random inputs (or given ones). The
+measurement runs in :mod:`edgecnn.runtime.sandbox`: the model is untrusted, and a fresh process also gives an
+honest memory figure.
 """
 
 from __future__ import annotations
@@ -15,7 +18,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgecnn.errors import DataError, ModelError
+from edgecnn.preprocess import load_image, prepare
+from edgecnn.runtime.adapters import input_specs, quantize
+from edgecnn.runtime.delegation import DelegateReport, delegate_report
+from edgecnn.runtime.environment import describe_environment
+from edgecnn.runtime.interpreter import make_interpreter, read_model_bytes
+from edgecnn.runtime.predictor import contract_for_model
+from edgecnn.runtime.sandbox import Limits, run_sandboxed, stage
+from edgecnn.runtime.stats import percentiles
+
+# An int8 model whose p50 is not at least this much below its float twin's is flagged: it is "not faster".
+NOT_FASTER_RATIO = 1.0
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,10 @@ class BenchmarkResult:
         init_memory_mb: resident memory added by loading the model (MiB).
         peak_memory_mb: the process's peak resident memory at the end (MiB; includes Python and numpy).
         environment: :class:`~edgecnn.runtime.environment.Environment` as a dict.
+        delegation: :class:`~edgecnn.runtime.delegation.DelegateReport` as a dict (empty when unknown).
+        twin: the float twin's result as a dict (``compare_to``), else empty.
+        speedup: twin p50 / this p50 (> 1: this model is faster), 0.0 without a twin.
+        not_faster: True when this (quantized) model is not faster than its float twin.
     """
 
     model: str
@@ -57,13 +77,31 @@ class BenchmarkResult:
     init_memory_mb: float
     peak_memory_mb: float
     environment: dict[str, Any] = field(default_factory=dict)
+    delegation: dict[str, Any] = field(default_factory=dict)
+    twin: dict[str, Any] = field(default_factory=dict)
+    speedup: float = 0.0
+    not_faster: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def format(self) -> str:
+        lines = self._lines()
+        if self.delegation:
+            lines.append("  " + DelegateReport.from_dict(self.delegation).format().replace("\n", "\n  "))
+        if self.twin:
+            t = self.twin
+            verdict = ("NOT FASTER than its float twin: check the delegate line above (nodes left on the CPU, "
+                       "uint8 I/O), the model's size (tiny models are bound by overheads) and the CPU (x86 without "
+                       "AVX-VNNI, or arm without dot-product instructions, runs int8 convolutions no faster)"
+                       if self.not_faster else "faster than its float twin")
+            lines.append(f"  float twin {t.get('model')}: p50 {t.get('p50_ms', 0.0):.3f} ms -> this model "
+                         f"{self.speedup:.2f}x, {verdict}")
+        return "\n".join(lines)
+
+    def _lines(self) -> list[str]:
         e = self.environment
-        return "\n".join([
+        return [
             f"{self.model}  ({self.size_bytes / 1024:.1f} KiB), {self.threads or 'default'} thread(s), "
             f"delegate {self.delegate}, {self.inputs} inputs",
             f"  init: {self.init_ms:.2f} ms   first inference: {self.first_ms:.3f} ms   "
@@ -75,7 +113,9 @@ class BenchmarkResult:
             f"peak {self.peak_memory_mb:.1f} MiB",
             f"  environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('machine')}, {e.get('runtime')} "
             f"{e.get('runtime_version')}, numpy {e.get('numpy')}, Python {e.get('python')}, {e.get('date')}",
-        ])
+        ]
+
+
 
 
 def _rss_mb() -> float:
@@ -84,10 +124,10 @@ def _rss_mb() -> float:
         with open("/proc/self/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
-        return _peak_mb()
+        return peak_mb()
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
     """Peak resident memory of this process image in MiB.
 
     /proc's VmHWM starts afresh at exec; getrusage's ru_maxrss does not (Linux keeps it across exec, so a child
@@ -104,12 +144,10 @@ def _peak_mb() -> float:
     return kb / 1024 if os.uname().sysname != "Darwin" else kb / 2**20
 
 
+
+
 def _load_input(path: str, spec: Any, data: bytes) -> Any:
     """A given input for ``spec``: a .npy array (real values, quantized here), or an image through the contract."""
-    import numpy as np
-
-    from edgecnn.runtime.adapters import quantize
-
     p = Path(path)
     if p.suffix.lower() == ".npy":
         try:
@@ -119,9 +157,6 @@ def _load_input(path: str, spec: Any, data: bytes) -> Any:
         if arr.dtype != np.dtype(spec.dtype):
             arr = quantize(arr.astype(np.float32), spec)
     else:
-        from edgecnn.preprocess import load_image, prepare
-        from edgecnn.runtime.predictor import contract_for_model
-
         contract = contract_for_model(data, spec, 1)
         arr = quantize(prepare(load_image(p), contract), spec)
     if arr.size != int(np.prod(spec.shape)):
@@ -130,8 +165,6 @@ def _load_input(path: str, spec: Any, data: bytes) -> Any:
 
 
 def _random_input(spec: Any, rng: Any) -> Any:
-    import numpy as np
-
     dtype = np.dtype(spec.dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
@@ -144,13 +177,6 @@ def _random_input(spec: Any, rng: Any) -> Any:
 def benchmark_file(path: str, threads: int | None, runs: int, warmup: int, delegate: str | None,
                    inputs: list[str] | None, seed: int = 0) -> dict[str, Any]:
     """Child-side measurement; returns a :class:`BenchmarkResult` dict."""
-    import numpy as np
-
-    from edgecnn.runtime.adapters import input_specs
-    from edgecnn.runtime.environment import describe_environment
-    from edgecnn.runtime.interpreter import make_interpreter, read_model_bytes
-    from edgecnn.runtime.sandbox import stage
-
     data = read_model_bytes(path)
     env = describe_environment()  # imports the runtime before the memory baseline
     rss0 = _rss_mb()
@@ -177,7 +203,7 @@ def benchmark_file(path: str, threads: int | None, runs: int, warmup: int, deleg
         times[i] = time.perf_counter() - t0
     times *= 1e3
     steady, warm = times[warmup:], times[:warmup]
-    p50, p90, p99 = np.percentile(steady, [50, 90, 99])
+    p50, p90, p99 = percentiles(steady)
     mean = float(steady.mean())
     return BenchmarkResult(
         model=str(path), size_bytes=len(data), threads=threads, delegate=delegate or "xnnpack",
@@ -186,7 +212,8 @@ def benchmark_file(path: str, threads: int | None, runs: int, warmup: int, deleg
         warmup_mean_ms=float(warm.mean()) if warmup else 0.0, runs=runs, mean_ms=mean,
         std_ms=float(steady.std()), min_ms=float(steady.min()), p50_ms=float(p50), p90_ms=float(p90),
         p99_ms=float(p99), max_ms=float(steady.max()), throughput=1000.0 / mean if mean > 0 else 0.0,
-        init_memory_mb=init_mem, peak_memory_mb=_peak_mb(), environment=env.to_dict(),
+        init_memory_mb=init_mem, peak_memory_mb=peak_mb(), environment=env.to_dict(),
+        delegation=delegate_report(interp, delegate or "xnnpack").to_dict(),
     ).to_dict()
 
 
@@ -199,6 +226,7 @@ def benchmark_model(
     inputs: list[str] | None = None,
     memory_mb: int = 2048,
     timeout_s: float = 600.0,
+    compare_to: str | os.PathLike | None = None,
 ) -> BenchmarkResult:
     """Benchmark ``path`` in a sandboxed child process.
 
@@ -210,12 +238,11 @@ def benchmark_model(
         inputs: one file per model input (.npy with real values, or an image fed through the contract);
             None for random inputs.
         memory_mb, timeout_s: limits for the child.
+        compare_to: the float twin of ``path`` (same architecture, fp32); measured after it in its own child
+            with the same settings, its result goes into ``twin``, and a model that is not faster is flagged.
 
     Raises ModelError when the model is broken or misbehaves, DataError for bad inputs.
     """
-    from edgecnn.runtime.interpreter import read_model_bytes
-    from edgecnn.runtime.sandbox import Limits, run_sandboxed
-
     if runs < 1:
         raise ModelError(f"--runs must be at least 1, got: {runs}")
     if warmup < 0:
@@ -224,10 +251,15 @@ def benchmark_model(
     for f in inputs or []:
         if not Path(f).is_file():
             raise DataError(f"input file not found: {f}")
-    d = run_sandboxed(
-        "edgecnn.runtime.benchmark:benchmark_file",
-        [str(path), threads, runs, warmup, delegate, [str(f) for f in inputs] if inputs else None],
-        str(path),
-        Limits(memory_mb=memory_mb, cpu_s=int(timeout_s * max(threads or 1, 1)) + 1, wall_s=timeout_s),
-    )
+    limits = Limits(memory_mb=memory_mb, cpu_s=int(timeout_s * max(threads or 1, 1)) + 1, wall_s=timeout_s)
+    files = [str(f) for f in inputs] if inputs else None
+    d = run_sandboxed("edgecnn.runtime.benchmark:benchmark_file", [str(path), threads, runs, warmup, delegate, files],
+                      str(path), limits)
+    if compare_to is not None:
+        read_model_bytes(compare_to)
+        twin = run_sandboxed("edgecnn.runtime.benchmark:benchmark_file",
+                             [str(compare_to), threads, runs, warmup, delegate, files], str(compare_to), limits)
+        d["twin"] = {k: twin[k] for k in ("model", "size_bytes", "p50_ms", "p90_ms", "mean_ms", "delegation")}
+        d["speedup"] = twin["p50_ms"] / d["p50_ms"] if d["p50_ms"] > 0 else 0.0
+        d["not_faster"] = d["speedup"] <= NOT_FASTER_RATIO
     return BenchmarkResult(**d)

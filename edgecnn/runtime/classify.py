@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from edgecnn.atomic import atomic_path
 from edgecnn.errors import OutputError
 from edgecnn.runtime.adapters import top_k as _top_k
 from edgecnn.runtime.predictor import Predictor
@@ -67,8 +69,6 @@ class Classification:
 
 def annotate(image: np.ndarray, result: Classification, fps: float | None = None) -> np.ndarray:
     """A copy of ``image`` (``uint8 HxWx3 BGR``) with the top classes (and FPS) drawn in the top-left corner."""
-    import cv2
-
     out = image.copy()
     scale = max(0.4, out.shape[0] / 640)
     lines = [f"{lab} {s:.2f}" for _, lab, s in result.top]
@@ -88,8 +88,6 @@ class VideoRecorder:
     """
 
     def __init__(self, dest: str | Path, fps: float) -> None:
-        from edgecnn.atomic import atomic_path
-
         self.dest = Path(dest)
         self.fps = fps if fps and fps > 0 else 15.0
         self._ctx = atomic_path(self.dest, suffix=self.dest.suffix or ".mp4")
@@ -99,8 +97,6 @@ class VideoRecorder:
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
-        import cv2
-
         if self._writer is None:
             h, w = image.shape[:2]
             self._size = (w, h)
@@ -154,8 +150,6 @@ class _Window:
     NAME = "edgecnn"
 
     def __init__(self) -> None:
-        import cv2
-
         try:
             cv2.namedWindow(self.NAME, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
@@ -166,14 +160,10 @@ class _Window:
 
     def show(self, image: np.ndarray) -> bool:
         """Display ``image``; False when the user asked to quit."""
-        import cv2
-
         cv2.imshow(self.NAME, image)
         return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
 
     def close(self) -> None:
-        import cv2
-
         with contextlib.suppress(Exception):
             cv2.destroyWindow(self.NAME)
 
@@ -220,7 +210,8 @@ def classify_stream(
         warmup: leading frames excluded from the statistics.
 
     Returns:
-        RunStats with stages ``capture``, ``wait`` (time the loop waited for a frame), ``preprocess``,
+        RunStats with stages ``capture`` (read + decode, on the source's thread or inline), ``wait`` (time the
+        loop waited for a frame, beyond decoding it), ``preprocess``,
         ``invoke``, ``postprocess``, ``sink`` (callback, display, recording).
     """
     if top_k < 1:
@@ -241,6 +232,8 @@ def classify_stream(
                     if frame is None:
                         break
                     wait_ms = (time.perf_counter() - t0) * 1e3
+                    if source.decodes_inline:  # read() decoded the frame: that is its capture time, not a wait
+                        wait_ms = max(0.0, wait_ms - frame.capture_ms)
                     result = classify_frame(predictor, frame, top_k)
                     for stage in STAGES:
                         rec.add(stage, result.latency_ms[stage])

@@ -1,4 +1,5 @@
-"""Where a figure was measured: CPU, cores, runtime and versions (standard library + numpy only)."""
+"""Where a figure was measured: CPU, cores, runtime and versions (standard library + numpy only; the TFLite
+runtime is imported only when asked)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import os
 import platform
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
+
+from edgecnn.runtime import interpreter
 
 
 @dataclass(frozen=True)
@@ -62,13 +67,9 @@ def usable_cores() -> int:
 
 def describe_environment(load_runtime: bool = True) -> Environment:
     """Describe this machine; with ``load_runtime`` also import the TFLite runtime to report its version."""
-    import numpy as np
-
     name = version = ""
     if load_runtime:
-        from edgecnn.runtime.interpreter import load_runtime as _load
-
-        rt = _load()
+        rt = interpreter.load_runtime()
         name, version = rt.name, rt.version
     return Environment(
         cpu=cpu_model(),

@@ -5,13 +5,19 @@ of the frame it came from, and a state. :class:`CommandShaper` turns a decoded m
 under the safety rules, and makes the neutral commands:
 
 - steering is clamped to [-1, 1] (positive = right) and its change is slew-rate limited (units per second), so
-  one bad frame cannot slam the steering from lock to lock;
+  one bad frame cannot slam the steering from lock to lock. The limit runs in **frame time**: between two frames
+  turned into commands the allowed change is ``max_rate`` times the difference of their capture times, so a
+  recorded drive replayed faster or slower than real time gets the steering it got when driven (played as fast as
+  possible against the wall clock, a limit in wall time lets the output only creep). After a neutral command (and
+  from the start) the ramp runs on the command clock (``mono``), from straight ahead;
 - a non-finite output (NaN, inf) becomes a neutral command (steering 0, throttle 0, state ``uncertain``);
 - a high uncertainty (gmm head: the mixture's standard deviation) gives state ``uncertain`` and a reduced throttle;
 - neutral commands (``stale``, ``stopped``) are immediate: safety is never slew-limited.
 
 The deadline itself is enforced by the loop (:mod:`edgecnn.runtime.steer`), which asks :meth:`is_stale` and
-emits :meth:`CommandShaper.neutral`. Every time is passed in, so the rules are tested with plain numbers.
+emits :meth:`CommandShaper.neutral`. A receiver's watchdog (a microcontroller on a serial port that outputs neutral
+when commands stop, see :mod:`edgecnn.runtime.serial_sink`) is :func:`watchdog_expired`. Every time is passed in,
+so the rules are tested with plain numbers.
 
 Example::
 
@@ -45,6 +51,8 @@ class Command:
         state: ``ok``, ``stale`` (no fresh frame within the deadline: neutral), ``uncertain`` (high
             uncertainty: reduced throttle; or a non-finite output: neutral) or ``stopped`` (the loop ended: neutral).
         frame: index of the frame in its source, or None.
+        file: the image file the frame came from (folder, tub, CSV sources), else None; the JSON line has a
+            ``file`` key only when it is known.
     """
 
     time: float
@@ -54,6 +62,7 @@ class Command:
     uncertainty: float | None
     state: str
     frame: int | None = None
+    file: str | None = None
 
     @property
     def neutral(self) -> bool:
@@ -61,8 +70,8 @@ class Command:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON line's fields: ``time``, ``frame_time``, ``steering``, ``throttle``, ``uncertainty``,
-        ``state``, ``frame`` (scripts depend on these names)."""
-        return {
+        ``state``, ``frame``, and ``file`` when known (scripts depend on these names)."""
+        d = {
             "time": round(self.time, 6),
             "frame_time": None if self.frame_time is None else round(self.frame_time, 6),
             "steering": round(self.steering, 6),
@@ -71,6 +80,9 @@ class Command:
             "state": self.state,
             "frame": self.frame,
         }
+        if self.file is not None:
+            d["file"] = self.file
+        return d
 
     def to_json(self) -> str:
         """One line of strict JSON (never ``NaN``)."""
@@ -112,6 +124,12 @@ def _finite(x: float | None) -> bool:
     return x is None or math.isfinite(x)
 
 
+def watchdog_expired(last_command: float | None, now: float, timeout_s: float) -> bool:
+    """A receiver's rule: True when no command arrived for longer than ``timeout_s`` (or none ever did); seconds on
+    the receiver's own clock."""
+    return last_command is None or now - last_command > timeout_s
+
+
 def is_stale(frame_mono: float | None, start_mono: float, now_mono: float, deadline_s: float) -> bool:
     """True when the newest frame turned into a command (captured at ``frame_mono``, or the loop start when
     none) is older than ``deadline_s``; all on ``time.monotonic()`` seconds."""
@@ -130,6 +148,7 @@ class CommandShaper:
         self.config = config
         self._last_steering = 0.0
         self._last_mono: float | None = start_mono
+        self._slew_frame_time: float | None = None  # capture time of the last frame-made command since a neutral
         self.last_frame_time: float | None = None
         self.non_finite = 0  # outputs that were NaN or infinite (each became a neutral command)
 
@@ -138,21 +157,23 @@ class CommandShaper:
         """A neutral command (steering 0, throttle 0) in ``state`` (``stale``, ``stopped``, ``uncertain``)."""
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
-        self._last_steering, self._last_mono = 0.0, mono
+        self._last_steering, self._last_mono, self._slew_frame_time = 0.0, mono, None
         return Command(now, frame_time if frame_time is not None else self.last_frame_time, 0.0, 0.0, None,
                        state, frame)
 
     def from_output(self, steering: float, throttle: float | None, uncertainty: float | None,
-                    frame_time: float, frame: int | None, now: float, mono: float) -> Command:
+                    frame_time: float, frame: int | None, now: float, mono: float, file: str | None = None) -> Command:
         """The command for one decoded model output.
 
         Args:
             steering: decoded steering (any float; NaN/inf allowed: they give a neutral command).
             throttle: the model's throttle, or None to use ``config.throttle``.
             uncertainty: steering standard deviation (gmm head) or None.
-            frame_time: the frame's capture time, epoch seconds.
+            frame_time: the frame's capture time, epoch seconds (the recording's clock for a recorded drive):
+                the slew limit's clock between frames.
             frame: the frame's index.
-            now: epoch seconds now; mono: ``time.monotonic()`` now (for the slew limit).
+            now: epoch seconds now; mono: ``time.monotonic()`` now (the slew limit's clock after a neutral).
+            file: the image file the frame came from, or None.
         """
         cfg = self.config
         self.last_frame_time = frame_time
@@ -160,13 +181,18 @@ class CommandShaper:
             self.non_finite += 1
             return self.neutral("uncertain", now, mono, frame_time, frame)
         target = min(1.0, max(-1.0, float(steering)))
-        if cfg.max_rate is not None and math.isfinite(cfg.max_rate) and self._last_mono is not None:
-            step = cfg.max_rate * max(0.0, mono - self._last_mono)
-            target = min(self._last_steering + step, max(self._last_steering - step, target))
+        if cfg.max_rate is not None and math.isfinite(cfg.max_rate):
+            if self._slew_frame_time is not None:
+                dt: float | None = frame_time - self._slew_frame_time
+            else:
+                dt = None if self._last_mono is None else mono - self._last_mono
+            if dt is not None:
+                step = cfg.max_rate * max(0.0, dt)
+                target = min(self._last_steering + step, max(self._last_steering - step, target))
         thr = cfg.throttle if throttle is None else min(1.0, max(-1.0, float(throttle)))
         state = "ok"
         if uncertainty is not None and cfg.max_uncertainty is not None and uncertainty > cfg.max_uncertainty:
             state, thr = "uncertain", thr * cfg.uncertain_throttle
-        self._last_steering, self._last_mono = target, mono
+        self._last_steering, self._last_mono, self._slew_frame_time = target, mono, frame_time
         return Command(now, frame_time, target + 0.0, thr + 0.0, None if uncertainty is None else float(uncertainty),
-                       state, frame)
+                       state, frame, file)

@@ -1,7 +1,8 @@
 """``edgecnn inspect``: what is inside a .tflite file, read from the flatbuffer itself (no TensorFlow).
 
 Inputs and outputs (name, shape, dtype, scale, zero point), operator counts, size, parameters,
-multiply-accumulates, the quantization kind (float, fp16, dynamic, int8, uint8, 16x8), our contract if present,
+multiply-accumulates, the precision (in the names of :mod:`edgecnn.runtime.precision`: fp32, fp16, dynamic,
+int8, uint8, int16x8), our contract if present,
 Edge TPU custom ops if present, and whether this machine's runtime can load it. The parsing and the trial load
 run in :mod:`edgecnn.runtime.sandbox`, so a hostile or broken file cannot take the caller down.
 
@@ -19,14 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import ModelError
+from edgecnn.runtime.delegation import DelegateReport, delegate_report
+from edgecnn.runtime.interpreter import load_runtime, make_interpreter, read_model_bytes, resolve_model_path
+from edgecnn.runtime.metadata import read_contract
+from edgecnn.runtime.precision import DYNAMIC, FP16, FP32, INT8, INT16X8, UINT8
+from edgecnn.runtime.sandbox import Limits, check_model, run_sandboxed, stage
+from edgecnn.runtime.tflite_schema import CUSTOM, Model, Tensor, builtin_operator_name, read_model, tensor_type_name
+from edgecnn.sizes import format_size
 
 # Ops whose second input is a weight tensor; their weight dtype tells the quantization scheme.
 _WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D", "BATCH_MATMUL"}
 
 
 @dataclass(frozen=True)
-class ModelCard:
-    """Facts about one .tflite file.
+class ModelReport:
+    """Facts about one .tflite file (what ``edgecnn inspect`` shows).
 
     Attributes:
         path: the file.
@@ -36,8 +44,9 @@ class ModelCard:
         ops: operator name -> count, over all subgraphs (custom ops by their custom name).
         parameters: elements in constant tensors (weights, biases).
         macs: multiply-accumulates for one inference (conv, depthwise, fully connected, transpose conv).
-        quantization: ``"float"``, ``"fp16"``, ``"dynamic"`` (int8 weights, float activations), ``"int8"``,
-            ``"uint8"`` (legacy full-integer) or ``"16x8"`` (int16 activations, int8 weights).
+        quantization: the precision, one of :data:`edgecnn.runtime.precision.PRECISIONS`: ``"fp32"``,
+            ``"fp16"``, ``"dynamic"`` (int8 weights, float activations), ``"int8"``, ``"uint8"`` (legacy
+            full-integer) or ``"int16x8"`` (int16 activations, int8 weights).
         io_dtype: dtypes of the inputs/outputs, e.g. ``"int8/int8"`` (the file name may lie; this does not).
         contract: the embedded edgecnn contract as a dict, or None (third-party model).
         edgetpu_ops: names of Edge TPU custom ops (non-empty: compiled for Coral).
@@ -73,7 +82,7 @@ class ModelCard:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelCard:
+    def from_dict(cls, d: dict[str, Any]) -> ModelReport:
         d = dict(d)
         for k in ("inputs", "outputs", "edgetpu_ops", "custom_ops"):
             d[k] = tuple(d.get(k, ()))
@@ -88,7 +97,8 @@ class ModelCard:
             lines.append(f"  {title}:")
             for t in specs:
                 q = f"  scale {t['scale']:.6g} zero point {t['zero_point']}" if t["scale"] else ""
-                lines.append(f"    {t['name']}  {t['shape']}  {t['dtype']}{q}")
+                image = f" ({format_size(t['shape'][2], t['shape'][1])})" if len(t["shape"]) == 4 else ""
+                lines.append(f"    {t['name']}  {t['shape']}{image}  {t['dtype']}{q}")
         lines.append("  ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
         if self.edgetpu_ops:
             lines.append(f"  Edge TPU: compiled for Coral ({', '.join(self.edgetpu_ops)}); run with --delegate edgetpu")
@@ -99,12 +109,14 @@ class ModelCard:
             c = self.contract
             labels = c.get("labels") or []
             shown = ", ".join(labels[:8]) + (f", ... ({len(labels)})" if len(labels) > 8 else "")
-            lines.append(f"  contract: {c.get('task')} {c.get('input_height')}x{c.get('input_width')}x"
-                         f"{c.get('channels')} {c.get('color_order')} mean {c.get('mean')} std {c.get('std')}"
+            lines.append(f"  contract: {c.get('task')} {format_size(c.get('input_width'), c.get('input_height'))}"
+                         f" ({c.get('channels')} channels) {c.get('color_order')} mean {c.get('mean')} std {c.get('std')}"
                          f" resize {c.get('resize')} head {c.get('head')}" + (f" labels: {shown}" if labels else ""))
         else:
             lines.append("  contract: none (third-party model: give classify --labels, and --input-range unless the input is uint8)")
         lines.append(f"  loads with {self.runtime}: " + ("yes" if self.loads else f"no ({self.load_error})"))
+        if self.extra.get("delegation"):
+            lines.append("  " + DelegateReport.from_dict(self.extra["delegation"]).format().replace("\n", "\n  "))
         return "\n".join(lines)
 
 
@@ -128,7 +140,7 @@ class TensorInfo:
     zero_point: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """The form :class:`ModelCard` shows (``name``, ``shape``, ``dtype``, ``scale``, ``zero_point``)."""
+        """The form :class:`ModelReport` shows (``name``, ``shape``, ``dtype``, ``scale``, ``zero_point``)."""
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "scale": self.scale,
                 "zero_point": self.zero_point}
 
@@ -137,13 +149,15 @@ class TensorInfo:
 class ModelInfo:
     """What a .tflite really is, from one pass over its flatbuffer (never from its file name).
 
-    Two presentations of the same facts: ``precision`` in the names ``edgecnn quantize`` writes, and
-    ``quantization`` in the names ``edgecnn inspect`` shows (which also covers third-party models).
+    Two views of the same facts, both in the names of :mod:`edgecnn.runtime.precision`: ``precision``, what
+    ``edgecnn quantize`` checks it wrote (it also tells float I/O and mixed files apart), and ``quantization``,
+    what ``inspect`` and ``compare`` show (it also covers third-party models).
 
     Attributes:
         precision: ``fp32``, ``fp16``, ``dynamic``, ``int8`` (integer activations and I/O), ``int8-float-io``
             (integer activations, float I/O), ``int16x8``, or ``mixed`` (integer with some float layers).
-        quantization: ``float``, ``fp16``, ``dynamic``, ``int8``, ``uint8`` (legacy full-integer) or ``16x8``.
+        quantization: one of :data:`edgecnn.runtime.precision.PRECISIONS` (``fp32``, ``fp16``, ``dynamic``,
+            ``int8``, ``uint8`` for legacy full-integer, ``int16x8``).
         inputs, outputs: the first subgraph's inputs and outputs.
         weight_dtypes: ``{dtype: count}`` of constant op inputs (weights, biases) in the first subgraph.
         activation_dtypes: ``{dtype: count}`` of op outputs in the first subgraph.
@@ -174,14 +188,10 @@ class ModelInfo:
         return tuple(name for name, dt in self.ops if dt in ("float32", "float16") and name != "DEQUANTIZE")
 
 
-def _names(enum_cls: type) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def _shape(t: Any) -> list[int]:
-    shape = [int(v) for v in (t.shape if t.shape is not None else [])]
-    sig = t.shapeSignature
-    if sig is not None and len(sig) == len(shape):
+def _shape(t: Tensor) -> list[int]:
+    shape = [int(v) for v in t.shape]
+    sig = t.shape_signature
+    if len(sig) == len(shape):
         shape = [int(s) if int(s) >= 0 else v for s, v in zip(sig, shape)]  # dynamic dims keep their size
     return shape
 
@@ -193,56 +203,45 @@ def _prod(shape: list[int]) -> int:
     return n
 
 
-def _tensor_info(t: Any, dtypes: dict[int, str]) -> TensorInfo:
+def _tensor_info(t: Tensor) -> TensorInfo:
     q = t.quantization
-    scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else 0.0
-    zero = int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None and len(q.zeroPoint) else 0
-    name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or "")
-    sig = t.shapeSignature if t.shapeSignature is not None and len(t.shapeSignature) else t.shape
-    signature = tuple(int(v) for v in (sig if sig is not None else []))
-    return TensorInfo(name, dtypes.get(t.type, str(t.type)).lower(), tuple(_shape(t)), signature, scale, zero)
+    scale, zeros = (q.scale, q.zero_point) if q is not None else ((), ())
+    sig = t.shape_signature if len(t.shape_signature) else t.shape
+    return TensorInfo(t.name, tensor_type_name(t.type), tuple(_shape(t)), tuple(int(v) for v in sig),
+                      float(scale[0]) if len(scale) else 0.0, int(zeros[0]) if len(zeros) else 0)
 
 
 def read_model_info(data: bytes, path: str = "model") -> ModelInfo:
     """Parse .tflite bytes into a :class:`ModelInfo`: the one flatbuffer reader behind ``inspect``, ``quantize``,
-    ``export`` and ``compare``. Pure Python (the schema ai-edge-litert ships), no TensorFlow.
+    ``export`` and ``compare``. Pure Python over ``flatbuffers`` (:mod:`edgecnn.runtime.tflite_schema`), no
+    TensorFlow and no ai-edge-litert.
 
     Raises ModelError when ``data`` is not a TFLite model or its flatbuffer is damaged.
     """
-    from edgecnn.runtime.metadata import _check_identifier, _schema
-
-    _check_identifier(data)
-    schema = _schema()
+    model = read_model(data)
     try:
-        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-        return _walk(model, schema, len(data), path)
+        return _walk(model, len(data), path)
     except ModelError:
         raise
     except Exception as exc:  # a damaged flatbuffer raises anything from IndexError to struct.error
         raise ModelError(f"{path}: the model's flatbuffer is damaged ({type(exc).__name__}); re-export it") from exc
 
 
-def _walk(model: Any, schema: Any, size: int, path: str) -> ModelInfo:
-    ops_enum, dtypes = _names(schema.BuiltinOperator), _names(schema.TensorType)
+def _walk(model: Model, size: int, path: str) -> ModelInfo:
     opnames: list[str] = []
     is_custom: list[bool] = []
-    for oc in model.operatorCodes or []:
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-        is_custom.append(code == schema.BuiltinOperator.CUSTOM)
-        if is_custom[-1]:
-            cc = oc.customCode
-            opnames.append(cc.decode("utf-8", "replace") if isinstance(cc, bytes) else str(cc or "custom"))
-        else:
-            opnames.append(ops_enum.get(code, f"op{code}"))
+    for oc in model.operator_codes:
+        code = oc.code
+        is_custom.append(code == CUSTOM)
+        opnames.append((oc.custom_code or "custom") if is_custom[-1] else builtin_operator_name(code))
     custom = sorted({n for n, c in zip(opnames, is_custom) if c})
-    buffers = model.buffers or []
+    const_buffers = [b.has_data() for b in model.buffers]
 
-    def is_const(t: Any) -> bool:
-        b = buffers[t.buffer] if 0 <= t.buffer < len(buffers) else None
-        return b is not None and ((b.data is not None and len(b.data) > 0) or (b.offset or 0) > 1)
+    def is_const(t: Tensor) -> bool:
+        return 0 <= t.buffer < len(const_buffers) and const_buffers[t.buffer]
 
-    def dtype(t: Any) -> str:
-        return dtypes.get(t.type, str(t.type)).lower()
+    def dtype(t: Tensor) -> str:
+        return tensor_type_name(t.type)
 
     counts: Counter[str] = Counter()
     params = macs = 0
@@ -252,22 +251,22 @@ def _walk(model: Any, schema: Any, size: int, path: str) -> ModelInfo:
     ops0: list[tuple[str, str]] = []  # first subgraph (quantize's view)
     weights0: Counter[str] = Counter()
     acts0: Counter[str] = Counter()
-    subgraphs = model.subgraphs or []
+    subgraphs = model.subgraphs
     for si, sg in enumerate(subgraphs):
-        tensors = sg.tensors or []
+        tensors = sg.tensors
         for t in tensors:
             if is_const(t):
                 params += _prod(_shape(t))
                 int8_const = int8_const or dtype(t) == "int8"
-        for op in sg.operators or []:
-            if not (0 <= op.opcodeIndex < len(opnames)):
-                raise ModelError(f"{path}: an operator refers to op code {op.opcodeIndex}, which does not exist")
-            name = opnames[op.opcodeIndex]
+        for op in sg.operators:
+            if not (0 <= op.opcode_index < len(opnames)):
+                raise ModelError(f"{path}: an operator refers to op code {op.opcode_index}, which does not exist")
+            name = opnames[op.opcode_index]
             counts[name] += 1
-            ins = [tensors[i] if 0 <= i < len(tensors) else None for i in (op.inputs if op.inputs is not None else [])]
-            outs = [tensors[i] if 0 <= i < len(tensors) else None for i in (op.outputs if op.outputs is not None else [])]
+            ins = [tensors[i] if 0 <= i < len(tensors) else None for i in op.inputs]
+            outs = [tensors[i] if 0 <= i < len(tensors) else None for i in op.outputs]
             if si == 0:
-                shown = f"CUSTOM:{name}" if is_custom[op.opcodeIndex] else name
+                shown = f"CUSTOM:{name}" if is_custom[op.opcode_index] else name
                 ops0.append((shown, dtype(outs[0]) if outs and outs[0] is not None else "?"))
                 acts0.update(dtype(t) for t in outs if t is not None)
                 weights0.update(dtype(t) for t in ins if t is not None and is_const(t))
@@ -287,11 +286,10 @@ def _walk(model: Any, schema: Any, size: int, path: str) -> ModelInfo:
                 elif name == "TRANSPOSE_CONV" and len(w) == 4 and len(ins) >= 3 and ins[2] is not None:
                     macs += _prod(_shape(ins[2])) * w[0] * w[1] * w[2]
     sg0 = subgraphs[0] if subgraphs else None
-    tensors0 = (sg0.tensors or []) if sg0 else []
+    tensors0 = sg0.tensors if sg0 is not None else ()
 
     def io(indexes: Any) -> tuple[TensorInfo, ...]:
-        return tuple(_tensor_info(tensors0[i], dtypes) for i in (indexes if indexes is not None else [])
-                     if 0 <= i < len(tensors0))
+        return tuple(_tensor_info(tensors0[i]) for i in indexes if 0 <= i < len(tensors0))
 
     inputs, outputs = (io(sg0.inputs), io(sg0.outputs)) if sg0 is not None else ((), ())
     dynamic = bool(counts.get("DEQUANTIZE")) and not weight_types - {"float32"} and int8_const
@@ -312,37 +310,35 @@ def _precision(inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...], 
     compute = [dt for name, dt in ops if name not in ("QUANTIZE", "DEQUANTIZE")]
     float_compute = [dt for dt in compute if dt in ("float32", "float16")]
     if "int16" in compute:
-        return "int16x8"
+        return INT16X8
     if compute and not float_compute:
-        return "int8" if int_io else "int8-float-io"
+        return INT8 if int_io else "int8-float-io"
     if "int8" in compute:
         return "mixed"
     if weights.get("float16"):
-        return "fp16"
+        return FP16
     if weights.get("int8"):
-        return "dynamic"
-    return "fp32"
+        return DYNAMIC
+    return FP32
 
 
 def _quantization(act_types: set[str], weight_types: set[str], saw_f16_dequant: bool, dequantized_int8: bool) -> str:
-    """The kinds ``edgecnn inspect`` shows, from the activation and weight dtypes of the weighted ops."""
+    """The precision ``inspect`` and ``compare`` show, from the activation and weight dtypes of the weighted ops."""
     if "int16" in act_types and "int8" in weight_types:
-        return "16x8"
+        return INT16X8
     if "int8" in act_types:
-        return "int8"
+        return INT8
     if "uint8" in act_types:
-        return "uint8"
+        return UINT8
     if "float16" in weight_types or saw_f16_dequant:
-        return "fp16"
+        return FP16
     if weight_types & {"int8", "uint8", "int4"} or dequantized_int8:
-        return "dynamic"
-    return "float"
+        return DYNAMIC
+    return FP32
 
 
 def analyse(data: bytes, path: str = "model") -> dict[str, Any]:
-    """Parse .tflite bytes into the static fields of a :class:`ModelCard` (as a dict). Pure Python."""
-    from edgecnn.runtime.metadata import read_contract
-
+    """Parse .tflite bytes into the static fields of a :class:`ModelReport` (as a dict). Pure Python."""
     info = read_model_info(data, path)
     contract = read_contract(data)
     io = ("/".join(sorted({t.dtype for t in info.inputs})) + " -> "
@@ -358,10 +354,7 @@ def analyse(data: bytes, path: str = "model") -> dict[str, Any]:
 
 
 def inspect_file(path: str) -> dict[str, Any]:
-    """Child-side: analyse the file and try loading it with this machine's runtime; a ModelCard dict."""
-    from edgecnn.runtime.interpreter import load_runtime, make_interpreter, read_model_bytes
-    from edgecnn.runtime.sandbox import stage
-
+    """Child-side: analyse the file and try loading it with this machine's runtime; a ModelReport dict."""
     data = read_model_bytes(path)
     stage("parsing the flatbuffer")
     card = analyse(data, path)
@@ -369,20 +362,19 @@ def inspect_file(path: str) -> dict[str, Any]:
     card["runtime"] = f"{rt.name} {rt.version}"
     stage("loading the model into the interpreter")
     try:
-        make_interpreter(data, threads=1)
+        interp = make_interpreter(data, threads=1)
         card["loads"], card["load_error"] = True, ""
+        # What XNNPACK took and what it left on the reference kernels (edgecnn.runtime.delegation).
+        card.setdefault("extra", {})["delegation"] = delegate_report(interp, "xnnpack").to_dict()
     except ModelError as exc:
         card["loads"], card["load_error"] = False, str(exc)
     return card
 
 
-def inspect_model(path: str | os.PathLike, memory_mb: int = 2048, timeout_s: float = 120.0) -> ModelCard:
-    """Inspect ``path`` in a sandboxed child (see :mod:`edgecnn.runtime.sandbox`); ModelError when it fails."""
-    from edgecnn.runtime.interpreter import read_model_bytes
-    from edgecnn.runtime.sandbox import Limits, run_sandboxed
-
-    from edgecnn.runtime.sandbox import check_model
-
+def inspect_model(path: str | os.PathLike, memory_mb: int = 2048, timeout_s: float = 120.0) -> ModelReport:
+    """Inspect ``path`` (a .tflite, or a bundle folder: its model_int8.tflite) in a sandboxed child (see
+    :mod:`edgecnn.runtime.sandbox`); ModelError when it fails."""
+    path = resolve_model_path(path)
     read_model_bytes(path)  # missing/empty/not-a-model: a clear error without starting a child
     limits = Limits(memory_mb=memory_mb, cpu_s=int(timeout_s) + 1, wall_s=timeout_s)
     d = run_sandboxed("edgecnn.runtime.inspect:inspect_file", [str(Path(path))], str(path), limits)
@@ -393,4 +385,4 @@ def inspect_model(path: str | os.PathLike, memory_mb: int = 2048, timeout_s: flo
             check_model(str(path), limits=limits)
         except ModelError as exc:
             d["loads"], d["load_error"] = False, f"it loads but its first inference fails: {exc}"
-    return ModelCard.from_dict(d)
+    return ModelReport.from_dict(d)

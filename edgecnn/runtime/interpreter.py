@@ -21,14 +21,20 @@ import ctypes
 import os
 import sys
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgecnn.errors import EdgecnnError, ModelError
+from edgecnn.runtime.native_stderr import filtered_native_stderr
+from edgecnn.runtime.tflite_schema import check_identifier
 
 DELEGATES = ("xnnpack", "none", "edgetpu")
 EDGETPU_LIBRARY = {"linux": "libedgetpu.so.1", "darwin": "libedgetpu.1.dylib", "win32": "edgetpu.dll"}
 INSTALL_HINT = "pip install 'edgecnn[device]'"
+BUNDLE_MODEL = "model_int8.tflite"  # what a bundle folder given as a model stands for (see resolve_model_path)
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,8 @@ _RUNTIME: Runtime | None = None
 
 def _dist_version(dist: str) -> str:
     try:
-        from importlib.metadata import version
-
         return version(dist)
-    except Exception:  # not installed as a distribution (vendored, source build)
+    except (PackageNotFoundError, ValueError):  # not installed as a distribution (vendored, source build)
         return "unknown"
 
 
@@ -68,14 +72,14 @@ def load_runtime() -> Runtime:
     if _RUNTIME is not None:
         return _RUNTIME
     try:
-        from ai_edge_litert import interpreter as litert
+        from ai_edge_litert import interpreter as litert  # lazy: litert
 
         _RUNTIME = Runtime("ai-edge-litert", _dist_version("ai-edge-litert"), litert)
         return _RUNTIME
     except ImportError as exc:
         litert_error = exc
     try:
-        from tflite_runtime import interpreter as legacy
+        from tflite_runtime import interpreter as legacy  # lazy: optional
 
         _RUNTIME = Runtime("tflite-runtime", _dist_version("tflite-runtime"), legacy)
         return _RUNTIME
@@ -87,8 +91,6 @@ def load_runtime() -> Runtime:
         legacy_error = exc
     except Exception as exc:  # numpy 2 makes tflite_runtime fail with AttributeError/_ARRAY_API errors
         legacy_error = exc
-    import numpy as np
-
     hint = (
         f"tflite_runtime only works with numpy < 2 (numpy {np.__version__} is installed): "
         "install ai-edge-litert instead (" + INSTALL_HINT + ") or pip install 'numpy<2'"
@@ -98,14 +100,34 @@ def load_runtime() -> Runtime:
     raise EdgecnnError(f"tflite_runtime failed to load ({type(legacy_error).__name__}: {legacy_error}); {hint}")
 
 
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """The .tflite file that ``model`` names: the path itself, or for a folder (a bundle such as
+    ``runs/NAME/bundle`` or ``firmware_models/shapes_compact``) its ``model_int8.tflite``.
+
+    Every device command (classify, steer, inspect, benchmark) takes its model through here (via
+    :func:`read_model_bytes`), so a bundle is accepted wherever a model is. A folder without ``model_int8.tflite``
+    is a ModelError naming the .tflite files it does hold.
+    """
+    path = Path(model)
+    if not path.is_dir():
+        return path
+    chosen = path / BUNDLE_MODEL
+    if chosen.is_file():
+        return chosen
+    found = sorted(p.name for p in path.glob("*.tflite") if p.is_file())
+    if found:
+        raise ModelError(f"{path} is a folder without {BUNDLE_MODEL}; it holds {', '.join(found)}: "
+                         f"give one of them, e.g. {path / found[0]}")
+    raise ModelError(f"{path} is a folder with no .tflite model in it; give a .tflite file or a bundle folder")
+
+
 def read_model_bytes(model: str | os.PathLike | bytes) -> bytes:
-    """Bytes of a .tflite given as a path or as bytes; ModelError when missing, empty or not a TFLite file."""
+    """Bytes of a .tflite given as a path, a bundle folder (see :func:`resolve_model_path`) or bytes; ModelError
+    when missing, empty or not a TFLite file."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         data, name = bytes(model), "model"
     else:
-        path = Path(model)
-        if path.is_dir():
-            raise ModelError(f"{path} is a folder; expected a .tflite file")
+        path = resolve_model_path(model)
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
@@ -115,8 +137,7 @@ def read_model_bytes(model: str | os.PathLike | bytes) -> bytes:
         name = str(path)
     if not data:
         raise ModelError(f"{name} is empty (0 bytes); re-export the model")
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError(f"{name} is not a TFLite model (no TFL3 identifier); check the path or re-export it")
+    check_identifier(data, name)
     return data
 
 
@@ -133,8 +154,6 @@ def _quiet_unraisable():
 
 def _drop_native_info():
     """Drop the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." line."""
-    from edgecnn.runtime.native_stderr import filtered_native_stderr
-
     return filtered_native_stderr(lambda line: line.startswith("INFO: Created TensorFlow Lite"))
 
 

@@ -4,55 +4,32 @@ The contract is stored as a named entry in the TFLite model's ``metadata`` list 
 model-level metadata) pointing at a buffer that holds the contract's compact JSON. The file stays a plain
 .tflite: LiteRT, benchmark_model, Netron and the Edge TPU compiler ignore metadata they do not know.
 
-Uses the TFLite schema that ai-edge-litert ships (``ai_edge_litert.schema_py_generated``) and ``flatbuffers``.
+Reading (device side) needs only ``flatbuffers``, through the schema reader edgecnn carries
+(:mod:`edgecnn.runtime.tflite_schema`), so it works with the legacy ``tflite_runtime`` too. Writing (host side, at
+export) rebuilds the flatbuffer with the full schema that ai-edge-litert ships (``ai_edge_litert.schema_py_generated``).
 """
 
 from __future__ import annotations
 
+import flatbuffers
+
 from edgecnn.contract import Contract
 from edgecnn.errors import ModelError
+from edgecnn.runtime.tflite_schema import FILE_IDENTIFIER, check_identifier, read_model
 
 METADATA_NAME = "edgecnn_contract"
-_FILE_IDENTIFIER = b"TFL3"
-
-
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ModelError("reading model metadata needs ai-edge-litert: pip install 'edgecnn[device]'") from exc
-    return schema
-
-
-def _check_identifier(model: bytes) -> None:
-    if len(model) < 8 or model[4:8] != _FILE_IDENTIFIER:
-        raise ModelError("not a TFLite model (missing the TFL3 file identifier); re-export it or check the path")
 
 
 def read_metadata(model: bytes) -> dict[str, bytes]:
     """All named metadata entries of a .tflite as ``{name: bytes}``; ModelError when the file is not a model."""
-    _check_identifier(model)
-    schema = _schema()
+    root = read_model(model)
     try:
-        root = schema.Model.GetRootAsModel(model, 0)
+        buffers = root.buffers
         out: dict[str, bytes] = {}
-        for i in range(root.MetadataLength()):
-            entry = root.Metadata(i)
-            name = (entry.Name() or b"").decode("utf-8", "replace")
-            index = entry.Buffer()
-            if index >= root.BuffersLength():
-                continue
-            buf = root.Buffers(index)
-            if buf.DataLength():
-                data = buf.DataAsNumpy().tobytes()
-            elif buf.Offset() > 1:  # large models keep buffers after the flatbuffer
-                data = bytes(model[buf.Offset() : buf.Offset() + buf.Size()])
-            else:
-                data = b""
-            out[name] = data
+        for entry in root.metadata:
+            if entry.buffer < len(buffers):
+                out[entry.name] = buffers[entry.buffer].data(model)
         return out
-    except ModelError:
-        raise
     except Exception as exc:  # a damaged flatbuffer raises anything from IndexError to struct.error
         raise ModelError(f"the model's flatbuffer is damaged ({type(exc).__name__}); re-export it") from exc
 
@@ -66,11 +43,16 @@ def read_contract(model: bytes) -> Contract | None:
 
 
 def embed_contract(model: bytes, contract: Contract) -> bytes:
-    """Return a copy of ``model`` (.tflite bytes) with ``contract`` stored as metadata, replacing an old one."""
-    import flatbuffers
+    """Return a copy of ``model`` (.tflite bytes) with ``contract`` stored as metadata, replacing an old one.
 
-    _check_identifier(model)
-    schema = _schema()
+    Host side (export): needs ai-edge-litert's full schema to rebuild the flatbuffer.
+    """
+    try:
+        from ai_edge_litert import schema_py_generated as schema  # lazy: litert
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ModelError("writing model metadata needs ai-edge-litert: pip install 'edgecnn[device]'") from exc
+
+    check_identifier(model)
     try:
         obj = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     except Exception as exc:
@@ -90,5 +72,5 @@ def embed_contract(model: bytes, contract: Contract) -> bytes:
         metadata.append(entry)
         obj.metadata = metadata
     builder = flatbuffers.Builder(len(model) + len(payload) + 1024)
-    builder.Finish(obj.Pack(builder), file_identifier=_FILE_IDENTIFIER)
+    builder.Finish(obj.Pack(builder), file_identifier=FILE_IDENTIFIER)
     return bytes(builder.Output())

@@ -4,19 +4,27 @@ The TFLite flatbuffer verifier does not catch everything: a verifier-valid but i
 interpreter process outright (segfault, abort), allocate without bound, or spin. Upstream's advice is to treat a
 model as a program. So ``inspect``, ``benchmark`` and the pre-flight check of ``classify`` call a function in a
 fresh ``python -m edgecnn.runtime.sandbox`` child limited in address space (``RLIMIT_AS``), CPU time
-(``RLIMIT_CPU``) and wall time; the parent (which never loads the model) turns any misbehaviour into a
-:class:`~edgecnn.errors.ModelError` that says what happened: segfault, abort, out of memory, CPU or wall
-timeout, or the child's own clear error.
+(``RLIMIT_CPU``) and wall time. The parent (which never loads the model) gets a typed :class:`SandboxResult`
+from :func:`run_child` (ok, crashed with a signal, out of memory, CPU limit, timeout, failed with the child's own
+error) carrying the one line a user is shown; :func:`run_sandboxed` returns the value or raises that line as the
+child's own :class:`~edgecnn.errors.EdgecnnError` or as a :class:`SandboxError` (a ModelError whose ``result``
+keeps the type, so callers such as the robustness campaign never have to read the message).
 
 Example::
 
     card = run_sandboxed("edgecnn.runtime.inspect:inspect_file", ["model.tflite"], what="model.tflite")
+    r = run_child("edgecnn.runtime.inspect:inspect_file", ["model.tflite"], what="model.tflite")
+    if r.contained:
+        print(r.outcome, r.signal, r.message)
 """
 
 from __future__ import annotations
 
+import enum
+import importlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -26,7 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from edgecnn import errors
+from edgecnn.atomic import write_json
 from edgecnn.errors import EdgecnnError, ModelError
+from edgecnn.runtime.interpreter import make_interpreter
 
 _STAGE_ENV = "EDGECNN_SANDBOX_STAGE_FILE"
 
@@ -47,6 +60,59 @@ class Limits:
     wall_s: float = 300.0
 
 
+class Outcome(enum.Enum):
+    """How a sandboxed call ended."""
+
+    OK = "ok"  # the function returned
+    CRASHED = "crashed"  # the child was killed by a signal (segfault, abort, bus error, SIGKILL, ...)
+    OUT_OF_MEMORY = "out_of_memory"  # it hit the address-space limit (abort with bad_alloc, or MemoryError)
+    CPU_LIMIT = "cpu_limit"  # it used up its CPU time (SIGXCPU)
+    TIMEOUT = "timeout"  # it ran past the wall-clock limit and was killed by the parent
+    FAILED = "failed"  # it raised (its own clear error, or an unexpected one) or exited non-zero
+
+
+# The outcomes where the child misbehaved and the parent contained it (as opposed to a refusal).
+CONTAINED = frozenset({Outcome.CRASHED, Outcome.OUT_OF_MEMORY, Outcome.CPU_LIMIT, Outcome.TIMEOUT})
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """The outcome of one sandboxed call; truthy when the function returned.
+
+    Attributes:
+        outcome: see :class:`Outcome`.
+        value: the function's (JSON) result when ``outcome`` is OK, else None.
+        message: the one line a user is shown when it is not OK (it names ``what`` and the cause), else "".
+        signal: the signal's name (``"SIGSEGV"``) when the child was killed by one, else None.
+        stage: what the child said it was doing when it ended (``"loading the model"``), or "".
+        error: FAILED only: the class name of the exception the function raised (``"ModelError"``), or None
+            when the child exited non-zero without reporting one.
+    """
+
+    outcome: Outcome
+    value: Any = None
+    message: str = ""
+    signal: str | None = None
+    stage: str = ""
+    error: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    @property
+    def contained(self) -> bool:
+        """The child crashed, ran out of memory or time, and the parent survived it."""
+        return self.outcome in CONTAINED
+
+
+class SandboxError(ModelError):
+    """The sandboxed child crashed, ran out of memory or time, or failed unexpectedly; :attr:`result` says how."""
+
+    def __init__(self, result: SandboxResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
 def stage(name: str) -> None:
     """In the child: record what it is doing now ("loading", "invoking"), so a crash report can say when."""
     path = os.environ.get(_STAGE_ENV)
@@ -64,28 +130,31 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _describe_death(rc: int, stderr: str, limits: Limits) -> str:
+def _describe_death(rc: int, stderr: str, limits: Limits) -> tuple[Outcome, str]:
+    """``(outcome, what the model did)`` for a child killed by signal ``-rc``."""
     sig = -rc
     oom = "bad_alloc" in stderr or "MemoryError" in stderr or "out of memory" in stderr.lower()
     if sig == signal.SIGSEGV:
-        return "crashed the interpreter with a segmentation fault"
+        return Outcome.CRASHED, "crashed the interpreter with a segmentation fault"
     if sig == signal.SIGBUS:
-        return "crashed the interpreter with a bus error"
+        return Outcome.CRASHED, "crashed the interpreter with a bus error"
     if sig == signal.SIGABRT:
-        return f"ran out of memory (limit {limits.memory_mb} MiB)" if oom else "made the interpreter abort"
+        if oom:
+            return Outcome.OUT_OF_MEMORY, f"ran out of memory (limit {limits.memory_mb} MiB)"
+        return Outcome.CRASHED, "made the interpreter abort"
     if sig == signal.SIGFPE:
-        return "crashed the interpreter with an arithmetic error"
+        return Outcome.CRASHED, "crashed the interpreter with an arithmetic error"
     if sig == signal.SIGILL:
-        return "hit an illegal instruction (a runtime built for another CPU?)"
+        return Outcome.CRASHED, "hit an illegal instruction (a runtime built for another CPU?)"
     if sig == signal.SIGXCPU:
-        return f"used more than the CPU time limit of {limits.cpu_s} s"
+        return Outcome.CPU_LIMIT, f"used more than the CPU time limit of {limits.cpu_s} s"
     if sig == signal.SIGKILL:
-        return f"was killed (out of memory, limit {limits.memory_mb} MiB, or by the system)"
-    return f"killed the worker process with {_signal_name(sig)}"
+        return Outcome.CRASHED, f"was killed (out of memory, limit {limits.memory_mb} MiB, or by the system)"
+    return Outcome.CRASHED, f"killed the worker process with {_signal_name(sig)}"
 
 
-def run_sandboxed(target: str, args: list[Any], what: str, limits: Limits | None = None) -> Any:
-    """Call ``target`` (``"package.module:function"``) with ``args`` in a limited child; return its result.
+def run_child(target: str, args: list[Any], what: str, limits: Limits | None = None) -> SandboxResult:
+    """Call ``target`` (``"package.module:function"``) with ``args`` in a limited child and say how it ended.
 
     Args:
         target: importable function; its arguments and return value must be JSON-serialisable.
@@ -93,9 +162,7 @@ def run_sandboxed(target: str, args: list[Any], what: str, limits: Limits | None
         what: what is being processed, for messages (usually the model path).
         limits: resource limits (default :class:`Limits`).
 
-    Raises:
-        EdgecnnError (the same class) when the function raised one in the child; ModelError when the child
-        crashed, ran out of memory or time, or failed unexpectedly. The parent is never killed by the model.
+    Never raises for anything the child does: the parent is never killed by the model.
     """
     limits = limits or Limits()
     with tempfile.TemporaryDirectory(prefix="edgecnn-sandbox-") as tmp:
@@ -110,9 +177,10 @@ def run_sandboxed(target: str, args: list[Any], what: str, limits: Limits | None
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, env=env,
                                   timeout=limits.wall_s, check=False)
         except subprocess.TimeoutExpired:
-            when = _read_stage(stage_file)
-            raise ModelError(f"{what}: timed out after {limits.wall_s:.0f} s{when}; the model hangs or is too big "
-                             "for this device") from None
+            doing = _read_stage(stage_file)
+            return SandboxResult(Outcome.TIMEOUT, stage=doing,
+                                 message=f"{what}: timed out after {limits.wall_s:.0f} s{_while(doing)}; the model "
+                                 "hangs or is too big for this device")
         stderr = proc.stderr.decode("utf-8", "replace")
         if result.is_file():
             try:
@@ -121,40 +189,65 @@ def run_sandboxed(target: str, args: list[Any], what: str, limits: Limits | None
                 payload = None
             if payload is not None and proc.returncode == 0:
                 if payload.get("ok"):
-                    return payload["result"]
-                raise _rebuild_error(payload, what, limits)
-        when = _read_stage(stage_file)
+                    return SandboxResult(Outcome.OK, value=payload["result"])
+                return _reported_failure(payload, what, limits, _read_stage(stage_file))
+        doing = _read_stage(stage_file)
         if proc.returncode < 0:
-            raise ModelError(f"{what}: the model {_describe_death(proc.returncode, stderr, limits)}{when}; the file "
-                             "is damaged, hostile or needs another runtime (edgecnn itself is unaffected)")
+            outcome, did = _describe_death(proc.returncode, stderr, limits)
+            return SandboxResult(outcome, signal=_signal_name(-proc.returncode), stage=doing,
+                                 message=f"{what}: the model {did}{_while(doing)}; the file is damaged, hostile or "
+                                 "needs another runtime (edgecnn itself is unaffected)")
         last = next((ln for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
-        raise ModelError(f"{what}: the worker process failed with exit code {proc.returncode}{when}: {last}")
+        return SandboxResult(Outcome.FAILED, stage=doing,
+                             message=f"{what}: the worker process failed with exit code {proc.returncode}"
+                             f"{_while(doing)}: {last}")
+
+
+def run_sandboxed(target: str, args: list[Any], what: str, limits: Limits | None = None) -> Any:
+    """Call ``target`` with ``args`` in a limited child (see :func:`run_child`); return its result.
+
+    Raises:
+        EdgecnnError (the same class) when the function raised one in the child; :class:`SandboxError` (a
+        ModelError, its ``result`` typed) when the child crashed, ran out of memory or time, or failed
+        unexpectedly. The parent is never killed by the model.
+    """
+    r = run_child(target, args, what, limits)
+    if r:
+        return r.value
+    cls = getattr(errors, r.error, None) if r.outcome is Outcome.FAILED and r.error else None
+    if isinstance(cls, type) and issubclass(cls, EdgecnnError):
+        raise cls(r.message)
+    raise SandboxError(r)
 
 
 def _read_stage(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8").strip()
     except OSError:
         return ""
-    return f" while {text}" if text else ""
 
 
-def _rebuild_error(payload: dict[str, Any], what: str, limits: Limits) -> EdgecnnError:
-    from edgecnn import errors
+def _while(doing: str) -> str:
+    return f" while {doing}" if doing else ""
 
+
+def _reported_failure(payload: dict[str, Any], what: str, limits: Limits, doing: str) -> SandboxResult:
+    """The child caught an exception and reported it in its result file."""
     kind = payload.get("error", "")
     message = payload.get("message", "")
     if kind == "MemoryError":
-        return ModelError(f"{what}: ran out of memory (limit {limits.memory_mb} MiB); the model is too big or broken")
+        return SandboxResult(Outcome.OUT_OF_MEMORY, stage=doing,
+                             message=f"{what}: ran out of memory (limit {limits.memory_mb} MiB); the model is too "
+                             "big or broken")
     cls = getattr(errors, kind, None)
     if isinstance(cls, type) and issubclass(cls, EdgecnnError):
-        return cls(message if what in message else f"{what}: {message}")
-    return ModelError(f"{what}: unexpected failure in the worker: {kind}: {message}")
+        return SandboxResult(Outcome.FAILED, stage=doing, error=kind,
+                             message=message if what in message else f"{what}: {message}")
+    return SandboxResult(Outcome.FAILED, stage=doing, error=kind or None,
+                         message=f"{what}: unexpected failure in the worker: {kind}: {message}")
 
 
 def _apply_limits(limits: dict[str, Any]) -> None:
-    import resource
-
     mem = int(limits["memory_mb"]) * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     cpu = int(limits["cpu_s"])
@@ -172,10 +265,6 @@ def check_model(model: str, threads: int | None = None, delegate: str | None = N
 
 
 def _check_in_child(model: str, threads: int | None, delegate: str | None) -> bool:
-    import numpy as np
-
-    from edgecnn.runtime.interpreter import make_interpreter
-
     stage("loading the model")
     interp = make_interpreter(model, threads=threads, delegate=delegate)
     for d in interp.get_input_details():
@@ -186,10 +275,6 @@ def _check_in_child(model: str, threads: int | None, delegate: str | None) -> bo
 
 
 def _child_main(request_path: str, result_path: str) -> int:
-    import importlib
-
-    from edgecnn.atomic import write_json
-
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
     _apply_limits(request["limits"])
     try:

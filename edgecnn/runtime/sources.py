@@ -8,13 +8,18 @@
 - a video file (``.mp4``, ``.avi``, ...);
 - an image file, a folder of images, or a glob (``"photos/*.jpg"``).
 
-Frames are read on their own thread, so decoding overlaps inference. Live sources (cameras, streams, and video
-files unless ``every_frame``) keep only the newest frame: the loop always works on the freshest image and a slow
-model drops frames instead of falling behind. Images, and video files with ``every_frame=True``, deliver every
-frame in order. Video files are read until the stream ends (their frame-count property is often wrong).
+Live sources (cameras, streams, and video files unless ``every_frame``) are read on their own thread and keep
+only the newest frame: the loop always works on the freshest image and a slow model drops frames instead of
+falling behind. Images, and video files with ``every_frame=True``, deliver every frame in order, decoded by
+:meth:`Source.read` on the caller's thread (nothing to gain from reading ahead of a loop that takes every frame,
+and in CPython a decoding thread slows a CPU-bound loop down; see :class:`ImageSource`). Video files are read until the stream ends (their frame-count property is often wrong).
 
 A camera or stream that disappears or stalls is reconnected with back-off, printing one line each time; after
 ``give_up_s`` seconds without a frame the source raises :class:`~edgecnn.errors.SourceError`.
+
+Local cameras (OpenCV devices, picamera2) are opened at a size chosen on purpose (``capture_size``, see
+:func:`choose_capture_size`): the camera's scaler shrinks the image for free, where a 640x480 default frame would
+cost a large resize per frame. The size the camera really gave is read back (:attr:`Source.capture_size`).
 
 Example::
 
@@ -36,11 +41,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-from edgecnn.errors import SourceError
+from edgecnn.errors import DataError, SourceError
+from edgecnn.preprocess import IMAGE_EXTENSIONS, load_image
+from edgecnn.runtime.native_stderr import filtered_native_stderr
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# Common camera modes, smallest first: without a recorded training size, a camera is asked for the first one
+# that covers the model's input (V4L2 drivers snap a request to a mode they have; the size is read back).
+CAMERA_MODES = ((160, 120), (320, 240), (640, 480), (800, 600), (1280, 720), (1920, 1080))
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".h264"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
@@ -82,11 +92,17 @@ class Source:
         description: what the user asked for, for messages.
         live: True when frames may be dropped to stay current (cameras, streams, paced video).
         fps: nominal frame rate when known (video files, some cameras), else None.
+        capture_size: ``(width, height)`` a camera delivers, read back from it after asking; None for files and
+            streams (their size is whatever they hold).
+        decodes_inline: True when :meth:`read` decodes the frame itself (images, every-frame video): the time it
+            takes is the frame's ``capture_ms``, not waiting; False when a reader thread decodes ahead.
     """
 
     description: str = "source"
     live: bool = False
     fps: float | None = None
+    capture_size: tuple[int, int] | None = None
+    decodes_inline: bool = False
 
     def read(self) -> Frame | None:
         """The next frame (the newest one for a live source), or None when the source has ended.
@@ -218,51 +234,66 @@ class _ThreadedSource(Source):
         return not thread.is_alive()
 
 
-class ImageSource(_ThreadedSource):
-    """Image files, every one in order; an unreadable image is reported and skipped."""
+class ImageSource(Source):
+    """Image files, every one in order, decoded on the thread that calls :meth:`read`; an unreadable image is
+    reported and skipped.
+
+    Why not on a reader thread like cameras: files are never stale, so nothing is gained by reading ahead, and in
+    CPython a decoding thread beside a CPU-bound loop costs more than it overlaps. Measured here (2 cores, shared
+    tub, shapes model): the frame period was 4.4 ms with a reader thread (the loop's preprocess 0.84 ms instead
+    of 0.24 ms, waiting for the GIL after each OpenCV call, and 1.8 ms waiting for frames) against 1.5 ms with
+    the decode inline.
+    """
+
+    decodes_inline = True
 
     def __init__(self, paths: list[Path], description: str, warn: Callable[[str], None] = _stderr) -> None:
         if not paths:
             raise SourceError(f"no images found for {description}")
-        super().__init__(description, keep_every_frame=True)
+        self.description = description
+        self.live = False
         self.paths = paths
         self._warn = warn
-        self._start()
+        self._next = 0
+        self._count = 0
+        self._good = 0
+        self._closed = False
 
-    def _produce(self) -> None:
-        from edgecnn.errors import DataError
-        from edgecnn.preprocess import load_image
-
-        good = 0
-        for path in self.paths:
+    def read(self) -> Frame | None:
+        while not self._closed and self._next < len(self.paths):
+            path = self.paths[self._next]
+            self._next += 1
             t0 = time.perf_counter()
             try:
                 image = load_image(path)
             except DataError as exc:
                 self._warn(f"skipping {exc}")
                 continue
-            good += 1
-            if not self._emit(image, (time.perf_counter() - t0) * 1e3, path.name):
-                return
-        if not good:
+            self._good += 1
+            frame = Frame(image, self._count, time.time(), time.monotonic(), (time.perf_counter() - t0) * 1e3,
+                          path.name)
+            self._count += 1
+            return frame
+        if not self._closed and not self._good:
             raise SourceError(f"none of the {len(self.paths)} image(s) of {self.description} could be decoded")
+        return None
+
+    def close(self) -> None:
+        self._closed = True
 
 
 class VideoFileSource(_ThreadedSource):
     """A video file read until the stream ends.
 
-    With ``every_frame`` every frame is delivered, as fast as the loop takes them; otherwise the file plays at
-    its own frame rate like a camera and the loop takes the newest frame.
+    With ``every_frame`` every frame is delivered, decoded inline by :meth:`read` (see :class:`ImageSource` for
+    why); otherwise the file plays at its own frame rate on a reader thread, like a camera, and the loop takes
+    the newest frame.
     """
 
     def __init__(self, path: Path, every_frame: bool = False) -> None:
-        import cv2
-
         super().__init__(str(path), keep_every_frame=every_frame)
         if not path.is_file():
             raise SourceError(f"video file not found: {path}")
-        from edgecnn.runtime.native_stderr import filtered_native_stderr
-
         # FFmpeg's "[mov,mp4,...] moov atom not found" would precede our own one-line error.
         with filtered_native_stderr(lambda line: line.startswith("[")):
             self._cap = cv2.VideoCapture(str(path))
@@ -272,19 +303,67 @@ class VideoFileSource(_ThreadedSource):
             raise SourceError(f"cannot decode video {path} (unsupported codec or damaged file)")
         fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps <= 240 else None
-        self._first = first
-        self._start()
+        self._first: np.ndarray | None = first
+        self.decodes_inline = every_frame
+        # Inline reads happen on the loop's thread while close() may come from another one (steer's emitter):
+        # the capture is only released by whoever holds this lock, never under a read.
+        self._cap_lock = threading.Lock()
+        if not every_frame:
+            self._start()
+
+    def read(self) -> Frame | None:
+        if not self.decodes_inline:
+            return super().read()
+        with self._cap_lock:
+            if self._stop.is_set() or self._cap is None:
+                self._release_cap()
+                return None
+            t0 = time.perf_counter()
+            if self._first is not None:
+                image, self._first, capture_ms = self._first, None, 0.0
+            else:
+                ok, image = self._cap.read()
+                capture_ms = (time.perf_counter() - t0) * 1e3
+                if not ok or image is None:
+                    self._release_cap()
+                    return None
+            frame = Frame(image, self._count, time.time(), time.monotonic(), capture_ms, self.description)
+            self._count += 1
+            return frame
+
+    def _release_cap(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def close(self) -> None:
+        super().close()
+        if self.decodes_inline and self._cap_lock.acquire(blocking=False):  # else the reader releases it
+            try:
+                self._release_cap()
+            finally:
+                self._cap_lock.release()
+
+    def join(self, timeout: float = 1.0) -> bool:
+        if not self.decodes_inline:
+            return super().join(timeout)
+        if self._cap_lock.acquire(timeout=timeout):  # a read in progress on another thread ends first
+            try:
+                self._release_cap()
+            finally:
+                self._cap_lock.release()
+            return True
+        return False
 
     def _produce(self) -> None:
-        period = 0.0 if self._every else 1.0 / (self.fps or 30.0)
+        period = 1.0 / (self.fps or 30.0)  # play at the file's rate, as a camera would deliver it
         start = time.monotonic()
         image, capture_ms, n = self._first, 0.0, 0
         try:
             while image is not None:
-                if period:  # play at the file's rate, as a camera would deliver it
-                    delay = start + n * period - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
+                delay = start + n * period - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
                 if not self._emit(image, capture_ms):
                     return
                 n += 1
@@ -297,33 +376,97 @@ class VideoFileSource(_ThreadedSource):
             self._cap.release()
 
 
-def _opencv_opener(target: int | str) -> Callable[[], Any]:
-    def open_() -> Any:
-        import cv2
+def choose_capture_size(
+    requested: tuple[int, int] | None, source_size: tuple[int, ...] | None, input_size: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The ``(width, height)`` to open a camera at.
 
+    Args:
+        requested: ``--capture-size``, which wins.
+        source_size: the contract's ``source_size``: the size of the frames the model was trained on (a tub
+            recorded at 160x120), so the camera does the shrinking the training data had.
+        input_size: the model's input ``(width, height)``; without the two above, the smallest of
+            :data:`CAMERA_MODES` that covers it (the largest mode when none does).
+
+    Returns None when nothing is known (the camera's default size is used).
+    """
+    if requested:
+        return (int(requested[0]), int(requested[1]))
+    if source_size and len(source_size) == 2:
+        return (int(source_size[0]), int(source_size[1]))
+    if input_size:
+        w, h = input_size
+        return next((m for m in CAMERA_MODES if m[0] >= w and m[1] >= h), CAMERA_MODES[-1])
+    return None
+
+
+def capture_note(source: Source, asked: tuple[int, int] | None, why: str = "") -> str | None:
+    """One line saying at which size a camera delivers (and that it differs from what was asked); None for
+    files and streams."""
+    got = source.capture_size
+    if got is None:
+        return None
+    line = f"{source.description}: capturing at {got[0]}x{got[1]}"
+    if asked and tuple(asked) != tuple(got):
+        line += f" (asked for {asked[0]}x{asked[1]}{', ' + why if why else ''}; the camera has no such mode)"
+    elif why:
+        line += f" ({why})"
+    return line
+
+
+def capture_reason(requested: tuple[int, int] | None, source_size: tuple[int, ...] | None) -> str:
+    """Why :func:`choose_capture_size` chose its size, for :func:`capture_note`."""
+    if requested:
+        return "--capture-size"
+    if source_size:
+        return "the size of the model's training frames"
+    return "the smallest common mode covering the model's input"
+
+
+def _capture_size_of(cap: Any) -> tuple[int, int] | None:
+    """The frame size an opened capture delivers: its ``size`` attribute, else OpenCV's properties."""
+    size = getattr(cap, "size", None)
+    if size:
+        return (int(size[0]), int(size[1]))
+    try:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    except Exception:  # a capture without properties
+        return None
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def _opencv_opener(target: int | str, size: tuple[int, int] | None = None) -> Callable[[], Any]:
+    def open_() -> Any:
         cap = cv2.VideoCapture(target)
         if not cap.isOpened():
             cap.release()
             return None
+        if size:  # a request: the driver picks its nearest mode, read back by _capture_size_of
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
         return cap
 
     return open_
 
 
 class _Picamera2Capture:
-    """picamera2 behind the ``read()/release()`` interface."""
+    """picamera2 behind the ``read()/release()`` interface, at ``size`` (width, height; default 640x480)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: tuple[int, int] | None = None) -> None:
         try:
-            from picamera2 import Picamera2  # only when asked: it exists on Raspberry Pi OS only
+            from picamera2 import Picamera2  # lazy: picamera2
         except ImportError as exc:
             raise SourceError(
                 "--source picamera2 needs the picamera2 library (sudo apt install python3-picamera2, and create "
                 "the venv with --system-site-packages)"
             ) from exc
         self._cam = Picamera2()
-        # "RGB888" in libcamera's naming is B,G,R byte order in memory: exactly OpenCV's BGR.
-        self._cam.configure(self._cam.create_video_configuration(main={"format": "RGB888", "size": (640, 480)}))
+        # "RGB888" in libcamera's naming is B,G,R byte order in memory: exactly OpenCV's BGR. The ISP scales to
+        # any size; libcamera may align it (align_configuration), so the size is read back after configuring.
+        config = self._cam.create_video_configuration(main={"format": "RGB888", "size": tuple(size or (640, 480))})
+        self._cam.align_configuration(config)
+        self._cam.configure(config)
+        self.size = tuple(self._cam.camera_configuration()["main"]["size"])
         self._cam.start()
 
     def read(self) -> tuple[bool, np.ndarray | None]:
@@ -372,6 +515,7 @@ class CameraSource(_ThreadedSource):
         if cap is None:
             raise SourceError(f"cannot open {description}; check that it is connected and not used by another program")
         self._cap = cap
+        self.capture_size = _capture_size_of(cap)
         self._start()
 
     def _run(self) -> None:
@@ -422,8 +566,6 @@ class CameraSource(_ThreadedSource):
                 continue
             self._last_frame_t = time.monotonic()
             if image.ndim == 2:
-                import cv2
-
                 image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
             elif image.shape[2] == 4:
                 image = image[:, :, :3]
@@ -480,6 +622,7 @@ def open_source(
     give_up_s: float = 10.0,
     stall_s: float = 2.0,
     warn: Callable[[str], None] = _stderr,
+    capture_size: tuple[int, int] | None = None,
 ) -> Source:
     """Open what ``spec`` names (see the module docstring); SourceError with a fix when it cannot.
 
@@ -489,6 +632,8 @@ def open_source(
         give_up_s: cameras/streams: seconds without a frame before giving up.
         stall_s: cameras/streams: seconds without a new frame before reconnecting.
         warn: receives one line per reconnection or skipped file.
+        capture_size: local cameras: ``(width, height)`` to ask for (see :func:`choose_capture_size`); the
+            size they gave is the source's :attr:`~Source.capture_size`. Ignored for streams and files.
     """
     spec = str(spec).strip()
     if not spec:
@@ -499,11 +644,11 @@ def open_source(
         if sys.platform.startswith("linux") and not os.path.exists(device):
             raise SourceError(f"camera {spec} not found ({device} does not exist); check the cable, `ls /dev/video*`")
         target: int | str = int(spec) if spec.isdigit() else spec
-        return CameraSource(_opencv_opener(target), f"camera {spec}", **camera_kw)
+        return CameraSource(_opencv_opener(target, capture_size), f"camera {spec}", **camera_kw)
     if spec.lower().startswith(STREAM_SCHEMES):
         return CameraSource(_opencv_opener(spec), f"stream {spec}", **camera_kw)
     if spec.lower() in ("picamera2", "picam", "picamera"):
-        return CameraSource(lambda: _Picamera2Capture(), "picamera2", **camera_kw)
+        return CameraSource(lambda: _Picamera2Capture(capture_size), "picamera2", **camera_kw)
     images = _expand_images(spec)
     if images is not None:
         for p in images[:1]:

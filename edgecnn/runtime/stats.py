@@ -24,6 +24,16 @@ from typing import Any
 import numpy as np
 
 
+def percentiles(samples: list[float] | np.ndarray, qs: tuple[float, ...] = (50, 90, 99)) -> tuple[float, ...]:
+    """The ``qs`` percentiles (0..100) of ``samples``, linear interpolation between order statistics (numpy's
+    default, as TensorFlow's benchmark_model reports them); zeros for no samples. The one percentile function
+    of the runtime: loop statistics, ``benchmark`` and ``benchmarks/`` use it."""
+    a = np.asarray(samples, dtype=np.float64)
+    if a.size == 0:
+        return tuple(0.0 for _ in qs)
+    return tuple(float(v) for v in np.percentile(a, list(qs)))
+
+
 @dataclass(frozen=True)
 class StageStats:
     """Latency of one stage over the measured frames, all in milliseconds."""
@@ -41,8 +51,8 @@ class StageStats:
         a = np.asarray(samples_ms, dtype=np.float64)
         if a.size == 0:
             return cls(name, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])
-        return cls(name, int(a.size), float(a.mean()), float(p50), float(p90), float(p99), float(a.max()))
+        p50, p90, p99 = percentiles(a)
+        return cls(name, int(a.size), float(a.mean()), p50, p90, p99, float(a.max()))
 
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "mean_ms": round(self.mean_ms, 3), "p50_ms": round(self.p50_ms, 3),

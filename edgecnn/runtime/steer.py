@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgecnn.errors import ModelError
+from edgecnn.outputs import decode_steering
 from edgecnn.runtime.failsafe import Command, CommandShaper, FailsafeConfig, is_stale
 from edgecnn.runtime.predictor import Predictor
 from edgecnn.runtime.sources import Frame, Source
@@ -187,8 +188,6 @@ class _Worker:
         self.thread = threading.Thread(target=self._run, name="steer:model", daemon=True)
 
     def _run(self) -> None:
-        from edgecnn.outputs import decode_steering
-
         contract = self.predictor.contract
         last_print: int | None = None
         content_mono = 0.0
@@ -199,6 +198,8 @@ class _Worker:
                 if frame is None or self.stop.is_set():
                     break
                 wait_ms = (time.perf_counter() - t0) * 1e3
+                if self.source.decodes_inline:  # read() decoded the frame: that is its capture time, not a wait
+                    wait_ms = max(0.0, wait_ms - frame.capture_ms)
                 # A sub-sampled checksum is enough: a live sensor's noise changes it on every real frame.
                 fingerprint = zlib.crc32(frame.image[::4, ::4].tobytes()) if self.detect_frozen else None
                 if fingerprint is None or fingerprint != last_print:
@@ -324,8 +325,11 @@ def steer_stream(
                     else:
                         frozen += 1
                 else:
+                    # wall and monotonic clocks read together: the slew limit runs on the one, the command's
+                    # time is the other, and a thread descheduled between two distant reads would skew them
+                    now_mono, now_wall = time.monotonic(), time.time()
                     cmd = shaper.from_output(result.steering, result.throttle, result.uncertainty,
-                                             frame.timestamp, frame.index, time.time(), now_mono)
+                                             frame.timestamp, frame.index, now_wall, now_mono)
                     t_send = time.perf_counter()
                     emit(cmd)
                     end = time.perf_counter()

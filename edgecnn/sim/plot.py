@@ -7,13 +7,14 @@ import os
 
 import numpy as np
 
+from edgecnn.atomic import atomic_path
 from edgecnn.errors import EdgecnnError
 
 
 def require_matplotlib() -> None:
     """Raise EdgecnnError with the install hint when matplotlib is missing (it is not in the device extra)."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # lazy: matplotlib  # noqa: F401
     except ImportError:
         raise EdgecnnError("--plot needs matplotlib, which the device install leaves out: pip install matplotlib") from None
 
@@ -22,12 +23,10 @@ def plot_result(result, out: str | os.PathLike, max_roads: int = 20) -> None:
     """Write a PNG grid: each road's lane edges (grey), its centre (dashed), the car's path (blue) and departures
     (red crosses). Written atomically."""
     require_matplotlib()
-    import matplotlib
+    import matplotlib  # lazy: matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgecnn.atomic import atomic_path
+    import matplotlib.pyplot as plt  # lazy: matplotlib
 
     roads = result.per_road[:max_roads]
     cols = min(5, max(len(roads), 1))
@@ -48,7 +47,7 @@ def plot_result(result, out: str | os.PathLike, max_roads: int = 20) -> None:
         if len(r.departure_points):
             ax.plot(r.departure_points[:, 0], r.departure_points[:, 1], "x", color="tab:red", ms=6)
         ax.set_aspect("equal")
-        ax.set_title(f"road {r.index}: {r.departures} dep., {r.distance:.0f} m", fontsize=8)
+        ax.set_title(f"road {r.index + 1}: {r.departures} dep., {r.distance:.0f} m", fontsize=8)
     fig.suptitle(
         f"autonomy {result.autonomy:.3f}, departures {result.departures}, "
         f"mean |offset| {result.mean_abs_offset * 100:.1f} cm, latency {result.config.latency_ms:g} ms",

@@ -56,6 +56,9 @@ class Scene:
         haze_distance: metres at which the ground is about 63 % haze.
         gain: float32 (3,) per-channel light gain; gamma: tone curve exponent.
         noise: float32 (N, N, 3) sensor noise tile sampled with a random offset per frame.
+        labels: for segmentation (``build_scene(..., labels=True)``), float32 (h, w, 3) class coverage per texture
+            level, finest first, aligned with ``textures``: channel 0 = everything else, 1 = road surface, 2 =
+            lane marking (:data:`LABEL_CLASSES`); empty otherwise.
     """
 
     road: Road
@@ -68,6 +71,12 @@ class Scene:
     gain: np.ndarray
     gamma: float
     noise: np.ndarray
+    labels: tuple[np.ndarray, ...] = ()
+
+
+# Per-pixel classes of :func:`render_labels` (index order; 0 is everything that is neither road nor marking).
+LABEL_CLASSES = ("background", "road", "marking")
+_ROAD, _MARKING = 1, 2
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int, amp: float) -> np.ndarray:
@@ -82,8 +91,13 @@ def _offset_line(road: Road, offset: float) -> np.ndarray:
     return road.xy + offset * n
 
 
-def build_scene(road: Road, rng: np.random.Generator) -> Scene:
-    """Paint the textures, panorama and lighting of one road (about 20-60 ms)."""
+def build_scene(road: Road, rng: np.random.Generator, labels: bool = False) -> Scene:
+    """Paint the textures, panorama and lighting of one road (about 20-60 ms).
+
+    ``labels``: also paint the class of every ground point (road surface, lane marking, everything else) with
+    the same geometry, for :func:`render_labels`. It draws nothing from ``rng``, so the frames are the same
+    either way.
+    """
     # The road (both lanes) lies within 3 half-widths of the driving line.
     lo = road.xy.min(0) - MARGIN - 3 * road.half_width
     hi = road.xy.max(0) + MARGIN + 3 * road.half_width
@@ -102,11 +116,17 @@ def build_scene(road: Road, rng: np.random.Generator) -> Scene:
     # The car drives in the right-hand lane of a two-lane track (as on Donkey Car tracks): a white edge line on
     # its right, the dashed yellow centre line on its left, and the other lane's white edge beyond.
     hw = road.half_width
+    # Class of each fine texture pixel (segmentation labels): drawn without anti-aliasing, same geometry.
+    cls = np.zeros((h, w), np.uint8) if labels else None
+    road_width = int(4 * hw / RES)  # the drivable surface: both lanes, between the outer edge lines
     if rng.random() < 0.6:  # a distinct road surface; otherwise tape lines on the floor
         surface = (_ROADS[rng.integers(len(_ROADS))] + rng.normal(0, 10, 3)).tolist()
         extra = rng.uniform(0.05, 0.3)
-        cv2.polylines(tex, [px(_offset_line(road, hw))], False, surface, int(4 * hw / RES + 2 * extra / RES), cv2.LINE_AA, shift=4)
+        road_width = int(4 * hw / RES + 2 * extra / RES)
+        cv2.polylines(tex, [px(_offset_line(road, hw))], False, surface, road_width, cv2.LINE_AA, shift=4)
         tex += blotch[..., None] * 0.3  # keep some texture on the road too
+    if cls is not None:
+        cv2.polylines(cls, [px(_offset_line(road, hw))], False, _ROAD, road_width, cv2.LINE_8, shift=4)
 
     # Distractor decals (leaves, papers, stains, tape scraps, cones' footprints), mostly off the road.
     for _ in range(int(rng.integers(5, 40))):
@@ -126,6 +146,8 @@ def build_scene(road: Road, rng: np.random.Generator) -> Scene:
     for off in (-hw, 3 * hw):
         if rng.random() < 0.95:
             cv2.polylines(tex, [px(_offset_line(road, off))], False, edge_col.tolist(), line_w, cv2.LINE_AA, shift=4)
+            if cls is not None:
+                cv2.polylines(cls, [px(_offset_line(road, off))], False, _MARKING, line_w, cv2.LINE_8, shift=4)
     if rng.random() < 0.9:
         centre_col = (_YELLOW if rng.random() < 0.8 else _WHITE) * rng.uniform(0.75, 1.0)
         dash = rng.uniform(0.15, 0.5)
@@ -135,6 +157,8 @@ def build_scene(road: Road, rng: np.random.Generator) -> Scene:
         left = _offset_line(road, hw)
         segs = [px(left[i : min(i + on, len(left) - 1) + 1]) for i in range(int(rng.integers(0, period)), len(left) - 1, period)]
         cv2.polylines(tex, segs, False, centre_col.tolist(), line_w, cv2.LINE_AA, shift=4)
+        if cls is not None:
+            cv2.polylines(cls, segs, False, _MARKING, line_w, cv2.LINE_8, shift=4)
 
     # Soft shadows (trees, furniture, people) painted on the ground.
     n_shadows = int(rng.integers(0, 7))
@@ -171,7 +195,16 @@ def build_scene(road: Road, rng: np.random.Generator) -> Scene:
         gain=gain,
         gamma=float(rng.uniform(0.75, 1.3)),
         noise=noise,
+        labels=_label_pyramid(cls) if cls is not None else (),
     )
+
+
+def _label_pyramid(cls: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Class coverage (float32 h x w x K one-hot, then area-averaged) at every texture level, like the image's
+    pyramid, so a far marking thinner than a pixel is labelled as what covers most of that pixel."""
+    onehot = (cls[..., None] == np.arange(len(LABEL_CLASSES), dtype=np.uint8)).astype(np.float32)
+    h, w = cls.shape
+    return tuple([onehot] + [cv2.resize(onehot, (w // f, h // f), interpolation=cv2.INTER_AREA) for f in LEVELS[1:]])
 
 
 def _panorama(rng: np.random.Generator, haze: np.ndarray) -> np.ndarray:
@@ -272,3 +305,37 @@ def _level_weights(camera: Camera) -> tuple[np.ndarray, ...]:
     r = rays(camera)
     level = np.clip(np.log(np.maximum(r.footprint / RES, 1.0)) / math.log(4.0), 0, len(LEVELS) - 1)
     return tuple(np.maximum(0.0, 1.0 - np.abs(level - i)).astype(np.float32)[..., None] for i in range(len(LEVELS)))
+
+
+def render_labels(scene: Scene, pose: Pose, camera: Camera | None = None, car: CarParams | None = None) -> np.ndarray:
+    """The class of every pixel of the frame :func:`render` shows from ``pose``: ``uint8 (H, W)`` indexes into
+    :data:`LABEL_CLASSES` (0 everything else, including the sky and surroundings; 1 road surface; 2 lane marking).
+
+    Exact from the scene's own geometry: each pixel samples the class coverage of the texture level that
+    :func:`render` blends for it (the same weights), and takes the class covering most of it. Needs a scene
+    built with ``labels=True``.
+    """
+    if not scene.labels:
+        raise ValueError("render_labels needs a scene built with build_scene(..., labels=True)")
+    camera = camera or Camera()
+    car = car or CarParams()
+    r = rays(camera)
+    cos_y, sin_y = math.cos(pose.yaw), math.sin(pose.yaw)
+    cam_x = pose.x + car.camera_forward * cos_y
+    cam_y = pose.y + car.camera_forward * sin_y
+    wx = cam_x + r.fwd * cos_y - r.left * sin_y
+    wy = cam_y + r.fwd * sin_y + r.left * cos_y
+    col0 = (wx - scene.x0) / RES
+    row0 = (wy - scene.y0) / RES
+    weights = _level_weights(camera)
+    cover = None
+    for i, f in enumerate(LEVELS):
+        mx = ((col0 + 0.5) / f - 0.5).astype(np.float32)
+        my = ((row0 + 0.5) / f - 0.5).astype(np.float32)
+        sample = cv2.remap(scene.labels[i], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=(1.0, 0.0, 0.0))
+        part = sample * weights[i]
+        cover = part if cover is None else cover + part
+    out = cover.argmax(-1).astype(np.uint8)
+    out[~r.ground] = 0
+    return out

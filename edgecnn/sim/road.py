@@ -14,6 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Random streams: road r of a stream depends only on (seed, stream, r). Training data (`edgecnn data roads`) draws
+# from DATA_STREAM and the simulator from SIM_STREAM, so test roads are never training roads, whatever the seeds.
+DATA_STREAM = 0
+SIM_STREAM = 1
+
+
+def road_rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    """The generator for road ``index`` of ``stream`` (DATA_STREAM or SIM_STREAM)."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, stream, index])
+
+
 # Donkey Car scale: lanes about 0.7-1.0 m wide, turns of 1.7 m radius or more.
 MAX_CURVATURE = 0.6  # 1/m
 TAIL = 10.0  # metres of road beyond the drivable length, so look-ahead and camera view stay on the road

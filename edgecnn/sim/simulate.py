@@ -14,7 +14,7 @@ A policy is any callable ``policy(frame) -> (steering, uncertainty | None)`` wit
 ``steering`` in [-1, 1], positive = right. A policy may also define ``observe(road, pose, s)`` (called before each
 frame: privileged access, for the ideal controller) and ``needs_frame = False`` (skip rendering).
 
-Roads come from :data:`edgecnn.data.roads.SIM_STREAM`, disjoint from the training data's stream.
+Roads come from :data:`edgecnn.sim.road.SIM_STREAM`, disjoint from the training data's stream.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import numpy as np
 from edgecnn.sim.bicycle import CarParams, Pose, step
 from edgecnn.sim.camera import Camera
 from edgecnn.sim.pursuit import pure_pursuit
-from edgecnn.sim.road import Road
+from edgecnn.sim.render import build_scene, render
+from edgecnn.sim.road import SIM_STREAM, Road, make_road, road_rng
 
 Policy = Callable[[np.ndarray], tuple[float, float | None]]
 PILOTNET_PENALTY_S = 6.0  # seconds charged per intervention in NVIDIA's autonomy metric
@@ -163,10 +164,6 @@ def drive_road(
     policy: Policy, index: int, config: SimConfig, rng_frames: np.random.Generator | None = None
 ) -> RoadResult:
     """Drive road ``index`` of the simulator's stream with ``policy``."""
-    from edgecnn.data.roads import SIM_STREAM, road_rng
-    from edgecnn.sim.render import build_scene, render
-    from edgecnn.sim.road import make_road
-
     rng = road_rng(config.seed, SIM_STREAM, index)
     road = make_road(rng, length=config.road_length)
     needs_frame = getattr(policy, "needs_frame", True)

@@ -13,12 +13,16 @@ file list (``shard=(num_workers, index)``), before anything is decoded.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from edgecnn.atomic import write_json
 from edgecnn.contract import Contract
 from edgecnn.preprocess import load_image, prepare
 
@@ -81,7 +85,7 @@ def make_dataset(
         cache_dir: with ``cache="auto"``, cache the preprocessed images in files under this folder (data sets
             larger than memory).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: tensorflow
 
     h, w, c = contract.input_height, contract.input_width, contract.channels
     all_paths = paths
@@ -151,9 +155,8 @@ def _file_order(n: int, shuffle: bool, seed: int):
     The order of epoch ``e`` is ``numpy.random.default_rng([seed, e]).permutation(n)``: deterministic for a seed,
     and held as one array (8 bytes per file) instead of a shuffle buffer (hundreds of bytes per element).
     """
-    import itertools
 
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: tensorflow
 
     if not shuffle:
         return tf.data.Dataset.range(n)
@@ -175,8 +178,6 @@ class DiskCache:
     """
 
     def __init__(self, prefix: str | Path, n: int, shape: tuple[int, int, int]):
-        import os
-        import threading
 
         self.shape = tuple(shape)
         self.record = int(np.prod(shape)) * 4
@@ -203,7 +204,6 @@ class DiskCache:
 
     def get(self, i: int, load: Callable[[], np.ndarray]) -> np.ndarray:
         """Record ``i`` as ``float32 h x w x c``; ``load()`` makes it when it is not cached yet."""
-        import os
 
         if self._written[i]:
             data = os.pread(self._fd, self.record, i * self.record)
@@ -216,13 +216,11 @@ class DiskCache:
                 self._count += 1
                 if self._count == self.n:
                     os.fsync(self._fd)
-                    from edgecnn.atomic import write_json
 
                     write_json(self.done_path, self._expected)
         return image
 
     def __del__(self):
-        import os
 
         fd = getattr(self, "_fd", None)
         if fd is not None:
@@ -235,8 +233,8 @@ def classification_augment(seed: int = 0):
 
     Works on ``float32 N x h x w x c`` normalised batches inside tf.data.
     """
-    import keras
-    import tensorflow as tf
+    import keras  # lazy: keras
+    import tensorflow as tf  # lazy: tensorflow
 
     geometric = keras.Sequential(
         [

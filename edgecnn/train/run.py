@@ -1,4 +1,4 @@
-"""A run folder, as written by ``edgecnn train`` and read by every later stage. Standard library only.
+"""A run folder, as written by ``edgecnn train`` and read by every later stage. No TensorFlow.
 
 Layout of ``runs/NAME/``:
 
@@ -8,7 +8,8 @@ Layout of ``runs/NAME/``:
   the entries are ``[path, steering, throttle_or_null]``;
 * ``config.json``: the training options;
 * ``history.json``: per-epoch metrics; ``metrics.json``: held-out test metrics;
-* ``.backup/``: Keras BackupAndRestore state while training is unfinished (removed at the end).
+* ``.backup/``: resume state while training is unfinished (removed at the end): Keras BackupAndRestore's files
+  and ``policy.json`` (the epoch policy's counters per epoch), or, multi-worker, checkpoints and ``state.json``.
 
 :func:`load_run` is the one reader of this layout (calibrate, quantize, export, compare and the pipeline use it).
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from edgecnn.contract import Contract
 from edgecnn.errors import DataError, ModelError
+from edgecnn.train.tasks import list_tasks
 
 MODEL_FILE = "model.keras"
 CONTRACT_FILE = "contract.json"
@@ -32,7 +34,6 @@ METRICS_FILE = "metrics.json"
 
 
 SPLITS = ("train", "val", "test")
-TASKS = ("classify", "steer")
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,8 @@ def _read_splits(path: Path) -> tuple[str, dict[str, tuple[Item, ...]], str]:
         data = str(doc.get("data", ""))
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise DataError(f"{path} is not a valid split.json ({type(exc).__name__}: {exc}); re-run edgecnn train") from exc
-    if task not in TASKS:
-        raise DataError(f"{path}: unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if task not in list_tasks():
+        raise DataError(f"{path}: unknown task {task!r}; expected one of {', '.join(list_tasks())}")
     return task, splits, data
 
 

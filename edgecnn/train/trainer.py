@@ -1,12 +1,19 @@
 """``edgecnn train``: fit a registered architecture on a data set and write a run folder (host side).
 
-Resumable: Keras ``BackupAndRestore`` keeps the state of an unfinished run in ``OUT/.backup``; re-running the
-same command continues from the last finished epoch. The best model (lowest validation loss) is written
-atomically, a non-finite loss stops training with a clear error and nothing non-finite is saved.
+Resumable: Keras ``BackupAndRestore`` keeps the state of an unfinished run in ``OUT/.backup``, and the epoch
+policy's state (:mod:`edgecnn.train.epoch_policy`: early-stopping and plateau counters, learning rate) is kept
+beside it; re-running the same command continues from the last finished epoch with the same counters. The best
+model (lowest validation loss) is written atomically, a non-finite loss stops training with a clear error and
+nothing non-finite is saved.
 
-Scale-out (:mod:`edgecnn.train.distribute`): with no strategy (the default on one CPU or GPU) this is plain
-``model.fit``; ``one``/``mirrored`` run the same ``model.fit`` inside the strategy's scope; ``multiworker`` runs
-the custom loop of :func:`edgecnn.train.distribute.train_multiworker`, where only the chief writes the run folder.
+Scale-out (:mod:`edgecnn.train.cluster`, :mod:`edgecnn.train.distribute`): with no strategy (the default on one
+CPU or GPU) this is plain ``model.fit``; ``one``/``mirrored`` run the same ``model.fit`` inside the strategy's
+scope; ``multiworker`` runs the custom loop of :func:`edgecnn.train.distribute.train_multiworker`, where only the
+chief writes the run folder. Both paths take their end-of-epoch decisions from the same
+:class:`~edgecnn.train.epoch_policy.EpochPolicy`.
+
+This module imports no TensorFlow at module level: :func:`train` checks the options, the cluster and the data
+first, then starts TensorFlow quietly (:func:`edgecnn.tfimport.import_tensorflow`) and imports the Keras side.
 """
 
 from __future__ import annotations
@@ -20,65 +27,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgecnn.atomic import write_json
 from edgecnn.contract import normalisation_for_range
-from edgecnn.errors import EdgecnnError, OutputError
+from edgecnn.errors import DataError, OutputError, TrainingError
+from edgecnn.models.registry import create_model
+from edgecnn.tfimport import import_tensorflow
 from edgecnn.train import run as runfmt
+from edgecnn.train.cluster import Cluster, DistributeOptions, plan_cluster
+from edgecnn.train.config import TrainConfig, resolve_config
+from edgecnn.train.epoch_policy import EpochPolicy
+from edgecnn.train.tasks import Task, get_task
 
-if TYPE_CHECKING:
-    from edgecnn.train.distribute import DistributeOptions
+__all__ = ["TrainConfig", "TrainResult", "TrainingError", "train"]  # TrainingError re-exported from edgecnn.errors
 
-
-class TrainingError(EdgecnnError):
-    """Training could not produce a usable model (non-finite loss, mismatched resume, ...)."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Options of one training run (all of ``edgecnn train``'s options).
-
-    Attributes:
-        data: data set folder. out: run folder. arch: registry name. task: ``classify`` or ``steer``.
-        img_size: model input (width, height) in pixels. epochs, batch, seed, lr: as usual.
-        patience: early-stopping patience in epochs (on validation loss). val, test: split shares.
-        augment: photometric (classification) or steering-aware (steering) augmentation.
-        input_range: pixel normalisation, ``"0,1"`` or ``"-1,1"``. color_order: ``RGB`` or ``BGR``.
-        head, components, throttle: steering head options.
-        cache_dir: cache preprocessed images on disk under this folder (data sets larger than memory); it does
-            not change the model, so a run may resume with another one.
-    """
-
-    data: str
-    out: str
-    arch: str = "compact"
-    task: str = "classify"
-    img_size: tuple[int, int] = (64, 64)
-    epochs: int = 30
-    batch: int = 32
-    seed: int = 0
-    lr: float = 1e-3
-    patience: int = 5
-    val: float = 0.1
-    test: float = 0.1
-    augment: bool = True
-    input_range: str = "0,1"
-    color_order: str = "RGB"
-    head: str = "regression"
-    components: int = 3
-    throttle: bool = False
-    cache_dir: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["img_size"] = list(self.img_size)
-        d["data"] = str(Path(self.data).resolve())
-        d["out"] = str(Path(self.out).resolve())
-        d["cache_dir"] = str(Path(self.cache_dir).resolve()) if self.cache_dir else None
-        return d
+POLICY_STATE_FILE = "policy.json"  # in OUT/.backup: the epoch policy's state after each epoch
 
 
 @dataclass(frozen=True)
@@ -118,37 +84,48 @@ def train(
     overwrite: bool = False,
     log: Callable[[str], None] = print,
     verbose: int | str = "auto",
-    dist: "DistributeOptions | None" = None,
+    dist: DistributeOptions | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train ``config.arch`` on ``config.data`` and write the run folder ``config.out``.
 
-    Re-running the same configuration resumes an interrupted run or, when the run is complete, returns its
-    metrics without training again.
+    ``config`` is resolved first (:func:`edgecnn.train.config.resolve_config`: the task's architecture, the
+    architecture's input size). Re-running the same configuration resumes an interrupted run or, when the run is
+    complete, returns its metrics without training again.
 
     Args:
-        dist: how to spread training (:class:`edgecnn.train.distribute.DistributeOptions`); default: ``auto``.
+        dist: how to spread training (:class:`edgecnn.train.cluster.DistributeOptions`); default: ``auto``.
             Under ``multiworker`` every worker runs this function; only the chief writes ``config.out``.
+        force: train even when the data is under a floor of :mod:`edgecnn.train.sanity` (too few images per
+            class); the problem is then a warning, kept in metrics.json like the others.
     """
-    from edgecnn.train import distribute, tasks
+    dist = dist or DistributeOptions()
+    cluster = plan_cluster(dist)  # bad TF_CONFIG / --workers fail here, before any work
+    config = resolve_config(config)  # a wrong --task/--arch/--head too
+    return _train(config, get_task(config.task), overwrite, log, verbose, dist, cluster, force)
 
-    dist = dist or distribute.DistributeOptions()
-    cluster = distribute.plan_cluster(dist)  # bad TF_CONFIG / --workers fail here, before any work
-    return _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute)
+
+def _check_data(task: Task, data, log, force: bool) -> tuple[str, ...]:
+    """Print the per-class counts and warnings; refuse data under a floor unless ``force``. Returns the warnings."""
+    check = task.check_data(data)
+    for line in check.counts:
+        log(f"  {line}")
+    if check.refusals and not force:
+        raise DataError(f"{check.refusals[0]}; or pass --force to train anyway")
+    warnings = check.refusals + check.warnings
+    for w in warnings:
+        log(f"warning: {w}")
+    return warnings
 
 
-def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) -> TrainResult:
+def _train(config: TrainConfig, task: Task, overwrite: bool, log, verbose, dist: DistributeOptions,
+           cluster: Cluster, force: bool) -> TrainResult:
     started = time.monotonic()
     out = Path(config.out)
     chief = cluster.is_chief
     # A non-chief worker never writes the run folder; under --overwrite the chief is deleting it, so the
     # non-chief does not look at what is there either.
     fresh_worker = overwrite and not chief
-    task = tasks.get_task(config.task)
-    from edgecnn.models.registry import get_spec
-
-    spec = get_spec(config.arch)  # fails fast on a wrong --arch, before touching data
-    if config.task not in spec.tasks:
-        raise TrainingError(f"architecture {config.arch!r} is for {', '.join(spec.tasks)}, not {config.task}")
     if overwrite and out.exists() and chief:
         shutil.rmtree(out)
     if chief:
@@ -168,24 +145,29 @@ def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) ->
 
     data = task.load_data(config)
     log(data.summary)
+    warnings = _check_data(task, data, log, force)
+    asked = config
+    if config.augment is None:  # the user did not say: the task picks what fits the data, and says so
+        on, why = task.default_augment(data)
+        config = dataclasses.replace(config, augment=on)
+        log(f"augmentation: {why}")
     w, h = config.img_size
     mean, std = normalisation_for_range(config.input_range)
     contract = task.make_contract(config, data, h, w, mean, std)
     if chief:
         write_json(out / runfmt.SPLIT_FILE, {"task": config.task, "data": str(Path(config.data).resolve()), "splits": data.split_rows()})
-        write_json(out / runfmt.CONFIG_FILE, config.to_dict())
+        write_json(out / runfmt.CONFIG_FILE, asked.to_dict())  # as asked, so a re-run resumes
         contract.save(out / runfmt.CONTRACT_FILE)
 
-    from edgecnn.tfimport import import_tensorflow
-
     import_tensorflow()
+    # The Keras side, imported only now: TensorFlow must start quietly, and after the checks above.
+    import keras  # lazy: keras
+
+    from edgecnn.train import distribute  # lazy: tensorflow
+    from edgecnn.train.callbacks import HistoryWriter, PolicyCallback  # lazy: keras
+
     distribute.prepare_devices(dist.logical_cpus)  # before TensorFlow creates its devices
     strategy, cluster = distribute.make_strategy(cluster, dist)  # a multi-worker strategy must come first
-    import keras
-
-    from edgecnn.models.registry import create_model
-    from edgecnn.train.callbacks import AtomicBestCheckpoint, HistoryWriter, StopOnNonFinite
-
     keras.utils.set_random_seed(config.seed)
 
     def build_model():
@@ -197,8 +179,8 @@ def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) ->
                if cluster.kind == "multiworker" else "")
             + f", global batch {config.batch * strategy.num_replicas_in_sync}")
     if cluster.kind == "multiworker":
-        return _finish_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model, log, started,
-                                   resume=not fresh_worker)
+        return _finish_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model,
+                                   log, started, warnings, resume=not fresh_worker)
     # --batch is per replica; under a strategy Keras splits each global batch across the replicas.
     fit_config = config if strategy is None else dataclasses.replace(config, batch=config.batch * strategy.num_replicas_in_sync)
     train_ds = task.dataset(data, "train", contract, fit_config, training=True)
@@ -217,24 +199,25 @@ def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) ->
     resumed_from = _last_epoch(history_path) if backup.exists() else 0
     if resumed_from:
         log(f"resuming {out} after epoch {resumed_from}")
-    stopper = StopOnNonFinite()
+    policy = PolicyCallback(EpochPolicy(config.patience), config.lr, backup / POLICY_STATE_FILE, out / "best.keras",
+                            out / ".best.json")
+    # Order matters for resume: the policy state of epoch k is written before the backup of epoch k (so a
+    # restored epoch always has its state), and the policy adds the epoch's learning rate to the logs that
+    # HistoryWriter records.
     callbacks = [
-        stopper,
+        policy,
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
-        AtomicBestCheckpoint(out / "best.keras", out / ".best.json"),
         HistoryWriter(history_path),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, config.patience // 2), verbose=0),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
     ]
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)
     if dist.dump_weights:
         np.savez(dist.dump_weights, *[np.asarray(v) for v in model.get_weights()])
-    if stopper.bad_epoch is not None:
+    if policy.bad_epoch is not None:
         shutil.rmtree(backup, ignore_errors=True)  # never resume from non-finite weights
         raise TrainingError(
-            f"loss became NaN/inf in epoch {stopper.bad_epoch}; training stopped and no non-finite weights were "
+            f"loss became NaN/inf in epoch {policy.bad_epoch}; training stopped and no non-finite weights were "
             f"saved; lower --lr (now {config.lr}) or check the data"
         )
     best_path = out / "best.keras"
@@ -244,7 +227,7 @@ def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) ->
         # The checkpoint was saved with batch-norm synchronisation on; save the final model as one device would.
         best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
         distribute.save_plain(best, best_path)
-    metrics = _finish(task, data, contract, config, out, keras)
+    metrics = _finish(task, data, contract, config, out, warnings, log)
     if strategy is not None:
         metrics["strategy"] = cluster.kind
         metrics["replicas"] = int(strategy.num_replicas_in_sync)
@@ -256,8 +239,11 @@ def _train(config, overwrite, log, verbose, dist, cluster, tasks, distribute) ->
     )
 
 
-def _finish(task, data, contract, config, out: Path, keras) -> dict[str, Any]:
-    """Evaluate ``best.keras`` on the test split, then move it to ``model.keras`` and write ``metrics.json``."""
+def _finish(task: Task, data, contract, config: TrainConfig, out: Path, warnings: tuple[str, ...], log) -> dict[str, Any]:
+    """Evaluate ``best.keras`` on the test split, then move it to ``model.keras`` and write ``metrics.json``
+    (with ``warnings``: the data's, then the task's verdict on the test metrics)."""
+    import keras  # lazy: keras
+
     best_path = out / "best.keras"
     history_path = out / runfmt.HISTORY_FILE
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
@@ -265,6 +251,10 @@ def _finish(task, data, contract, config, out: Path, keras) -> dict[str, Any]:
     metrics["params"] = int(best.count_params())
     metrics["epochs"] = _last_epoch(history_path)
     metrics["best_epoch"] = json.loads((out / ".best.json").read_text())["epoch"]
+    verdict = task.verdict(metrics, data)
+    for w in verdict:
+        log(f"warning: {w}")
+    metrics["warnings"] = [*warnings, *verdict]
     os.replace(best_path, out / runfmt.MODEL_FILE)
     write_json(out / runfmt.METRICS_FILE, metrics)
     (out / ".best.json").unlink(missing_ok=True)
@@ -272,12 +262,11 @@ def _finish(task, data, contract, config, out: Path, keras) -> dict[str, Any]:
     return metrics
 
 
-def _finish_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model, log, started,
+def _finish_multiworker(strategy, cluster: Cluster, task: Task, data, contract, config: TrainConfig, out: Path,
+                        dist: DistributeOptions, build_model, log, started: float, warnings: tuple[str, ...],
                         resume: bool) -> TrainResult:
     """Run the multi-worker loop; the chief then evaluates and writes the model, the others just return."""
-    import keras
-
-    from edgecnn.train import distribute
+    from edgecnn.train import distribute  # lazy: tensorflow
 
     done = distribute.train_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model, log,
                                         resume=resume)
@@ -288,7 +277,7 @@ def _finish_multiworker(strategy, cluster, task, data, contract, config, out, di
                            seconds=time.monotonic() - started, extra={**extra, "chief": False, "task_index": cluster.task_index})
     if not (out / "best.keras").is_file():
         raise TrainingError("no epoch produced a finite validation loss; nothing was saved")
-    metrics = _finish(task, data, contract, config, out, keras)
+    metrics = _finish(task, data, contract, config, out, warnings, log)
     metrics.update(strategy="multiworker", replicas=done["replicas"], global_batch=done["global_batch"],
                    workers=cluster.num_workers)
     write_json(out / runfmt.METRICS_FILE, metrics)

@@ -1,0 +1,114 @@
+"""The options of one training run, :class:`TrainConfig`: the one place their defaults are written.
+
+``edgecnn train``'s Click options and the pipeline's :class:`~edgecnn.pipeline.config.PipelineConfig` take their
+defaults from :data:`DEFAULTS` (built from the dataclass fields), and their choices from the registries (tasks,
+heads, architectures) and :data:`INPUT_RANGE_CHOICES`. :func:`resolve_config` fills in what depends on the task
+and the architecture: the task's default architecture and the architecture's registered input size.
+No TensorFlow: ``edgecnn train --help`` imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgecnn.contract import COLOR_ORDERS, INPUT_RANGES
+from edgecnn.errors import OptionError
+from edgecnn.models.registry import get_spec
+from edgecnn.train.tasks import get_task, head_choices
+
+# Input ranges a model is trained with; "0,255" exists for imported models only.
+INPUT_RANGE_CHOICES: tuple[str, ...] = tuple(r for r in ("0,1", "-1,1") if r in INPUT_RANGES)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of one training run (all of ``edgecnn train``'s options).
+
+    Attributes:
+        data: data set folder. out: run folder. task: a registered task (``classify``, ``steer``).
+        arch: registry name; None: the task's ``default_arch``.
+        img_size: model input (width, height) in pixels; None: the architecture's registered ``default_size``.
+        epochs, batch, seed, lr: as usual (``batch`` per replica, ``lr`` for Adam).
+        patience: early-stopping patience in epochs (on validation loss); the learning rate halves after
+            ``max(1, patience // 2)`` epochs on a plateau. val, test: split shares (fractions in [0, 1)).
+        augment: photometric (classification) or steering-aware (steering) augmentation; None (the default)
+            lets the task pick what fits the data (:meth:`edgecnn.train.tasks.base.Task.default_augment`).
+        input_range: pixel normalisation, ``"0,1"`` or ``"-1,1"``. color_order: ``RGB`` or ``BGR``.
+        head, components, throttle: steering head options.
+        cache_dir: cache preprocessed images on disk under this folder (data sets larger than memory); it does
+            not change the model, so a run may resume with another one.
+    """
+
+    data: str
+    out: str
+    arch: str | None = None
+    task: str = "classify"
+    img_size: tuple[int, int] | None = None
+    epochs: int = 30
+    batch: int = 32
+    seed: int = 0
+    lr: float = 1e-3
+    patience: int = 5
+    val: float = 0.1
+    test: float = 0.1
+    augment: bool | None = None
+    input_range: str = "0,1"
+    color_order: str = "RGB"
+    head: str = "regression"
+    components: int = 3
+    throttle: bool = False
+    cache_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["img_size"] = list(self.img_size) if self.img_size else None
+        d["data"] = str(Path(self.data).resolve())
+        d["out"] = str(Path(self.out).resolve())
+        d["cache_dir"] = str(Path(self.cache_dir).resolve()) if self.cache_dir else None
+        return d
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                            if f.default is not dataclasses.MISSING}
+
+
+def default_arch(task: str) -> str:
+    """The architecture ``task`` trains when none is given."""
+    return get_task(task).default_arch
+
+
+def default_img_size(arch: str) -> tuple[int, int]:
+    """``(width, height)`` the architecture ``arch`` was registered with (its ``default_size`` is H, W)."""
+    h, w = get_spec(arch).default_size
+    return w, h
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``arch`` and ``img_size`` filled in from the task and the registry, checked.
+
+    Raises OptionError for an unknown task, architecture or head, an architecture not meant for the task, or an
+    option out of range.
+    """
+    task = get_task(config.task)
+    arch = config.arch or task.default_arch
+    spec = get_spec(arch)  # fails fast on a wrong --arch, before touching data
+    if config.task not in spec.tasks:
+        raise OptionError(f"architecture {arch!r} is for {', '.join(spec.tasks)}, not {config.task}; "
+                          f"try --arch {task.default_arch}")
+    if task.heads and config.head not in task.heads:
+        raise OptionError(f"--head {config.head} is not a {config.task} head; choose one of: {', '.join(task.heads)}")
+    if config.head not in head_choices():
+        raise OptionError(f"unknown head {config.head!r}; choose one of: {', '.join(head_choices())}")
+    if config.epochs < 1 or config.batch < 1 or config.lr <= 0:
+        raise OptionError("--epochs and --batch must be >= 1 and --lr > 0")
+    if config.patience < 0:
+        raise OptionError(f"--patience must be >= 0, got: {config.patience}")
+    if config.input_range not in INPUT_RANGE_CHOICES:
+        raise OptionError(f"--input-range must be one of {', '.join(INPUT_RANGE_CHOICES)}, got: {config.input_range!r}")
+    if config.color_order not in COLOR_ORDERS:
+        raise OptionError(f"colour order must be one of {', '.join(COLOR_ORDERS)}, got: {config.color_order!r}")
+    size = tuple(config.img_size) if config.img_size else default_img_size(arch)
+    return dataclasses.replace(config, arch=arch, img_size=(int(size[0]), int(size[1])))
