@@ -1,6 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 #   .venv         the workstation environment: edgecnn[train,dev] (TensorFlow, LiteRT, OpenCV, pytest)
-#   .venv-device  what a Raspberry Pi installs: edgecnn[device] only, no TensorFlow; the tests prove the device
+#   .venv-device  what a Raspberry Pi installs: edgecnn[device,car] only, no TensorFlow; the tests prove the device
 #                 commands run there.
 #   .venv-legacy  the legacy fallback: edgecnn[legacy] (tflite-runtime 2.14, numpy < 2, no ai-edge-litert, no
 #                 TensorFlow); the tests prove classify/inspect/benchmark/steer run there.
@@ -17,7 +17,7 @@ DONKEY_VENV := .venv-donkey
 $(VENV)/.installed: pyproject.toml tools/robustness/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e ".[train,dev]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[train,dev,car]"
 	# the robustness campaign (`edgecnn robustness`), a developer tool kept out of the device package
 	$(VENV)/bin/python -m pip install --quiet --no-deps -e tools/robustness
 	touch $@
@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml tools/robustness/pyproject.toml
 $(DEVICE_VENV)/.installed: pyproject.toml
 	test -x $(DEVICE_VENV)/bin/python || $(PYTHON) -m venv $(DEVICE_VENV)
 	$(DEVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DEVICE_VENV)/bin/python -m pip install --quiet -e ".[device]"
+	$(DEVICE_VENV)/bin/python -m pip install --quiet -e ".[device,car]"
 	touch $@
 
 $(LEGACY_VENV)/.installed: pyproject.toml

@@ -189,3 +189,29 @@ def scheduler():
     """A running :class:`SchedulerProbe` for the duration of one test."""
     with SchedulerProbe() as probe:
         yield probe
+
+
+VENVS = {
+    "device": ("EDGECNN_DEVICE_PYTHON", ".venv-device", "the TensorFlow-free install"),
+    "legacy": ("EDGECNN_LEGACY_PYTHON", ".venv-legacy", "the tflite_runtime fallback"),
+}
+
+
+def venv_python(kind: str) -> str:
+    """The python of the ``device`` or ``legacy`` venv that ``make test`` builds (or the one its variable names).
+
+    Skips the test when it is absent, and fails it when CI is set: what that venv proves must be proven on every
+    CI run."""
+    var, folder, what = VENVS[kind]
+    path = Path(os.environ[var]) if os.environ.get(var) else REPO / folder / "bin" / "python"
+    if not path.exists():
+        msg = f"no {kind} venv at {path} (make test creates it; or set {var})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{msg} and CI is set: {what} must be proven on every CI run")
+        pytest.skip(msg)
+    return str(path)
+
+
+def venv_env() -> dict[str, str]:
+    """This process's environment without what would make another venv's python import from this one."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}

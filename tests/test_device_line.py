@@ -24,8 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from conftest import REPO, write_video
+from conftest import REPO, venv_env, venv_python, write_video
 
 # What the device commands may load. A new device feature that needs a package adds it here, on purpose.
 ALLOWED_THIRD_PARTY = {"ai_edge_litert", "tflite_runtime", "numpy", "cv2", "click", "flatbuffers"}
@@ -65,12 +64,6 @@ RECORDER = BLOCKER + textwrap.dedent(
 def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", BLOCKER + textwrap.dedent(code)], capture_output=True, text=True,
                           cwd=REPO, timeout=120)
-
-
-def _device_python() -> Path | None:
-    env = os.environ.get("EDGECNN_DEVICE_PYTHON")
-    path = Path(env) if env else REPO / ".venv-device" / "bin" / "python"
-    return path if path.exists() else None
 
 
 def third_party(loaded: list[str]) -> set[str]:
@@ -138,13 +131,8 @@ def test_device_command_loads_only_allowed_packages(command, device_inputs):
 
 def test_device_venv_commands_load_only_allowed_packages(device_inputs):
     """The same four commands in the device venv (``edgecnn[device]`` only, TensorFlow absent)."""
-    py = _device_python()
-    if py is None:
-        msg = f"no device venv at {REPO / '.venv-device'} (make test creates it; or set EDGECNN_DEVICE_PYTHON)"
-        if os.environ.get("CI"):
-            pytest.fail(msg + " and CI is set: the TensorFlow-free install must be proven on every CI run")
-        pytest.skip(msg)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    py = venv_python("device")
+    env = venv_env()
     for command, argv in _commands(device_inputs).items():
         got = _record(str(py), argv, device_inputs["root"] / f"venv-{command}.json", env=env)
         assert got["attempted"] == [], f"{command} tried to import {got['attempted']}"
@@ -185,10 +173,7 @@ def test_segment_loads_only_allowed_packages(tmp_path):
     toy = build_toy_models(tmp_path / "toy")
     argv = ["segment", "--model", str(toy["int8"]), "--json", "--out-masks", str(tmp_path / "masks"),
             *sorted(str(p) for p in toy["images"].iterdir())]
-    pythons = [(sys.executable, None)]
-    py = _device_python()
-    if py is not None:
-        pythons.append((str(py), {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}))
+    pythons = [(sys.executable, None), (venv_python("device"), venv_env())]
     for i, (python, env) in enumerate(pythons):
         got = _record(python, argv, tmp_path / f"segment{i}.json", env=env)
         assert got["attempted"] == [], f"segment tried to import {got['attempted']}"

@@ -23,8 +23,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, SHARED_DATA, write_video
+from conftest import REPO, SHARED_DATA, venv_python, write_video
 
 SHAPES = REPO / "firmware_models" / "shapes_compact"
 ROADS = REPO / "firmware_models" / "roads_pilotnet"
@@ -63,14 +62,7 @@ def test_contract_and_model_info_need_only_flatbuffers():
 
 
 def _legacy_python() -> str:
-    env = os.environ.get("EDGECNN_LEGACY_PYTHON")
-    path = Path(env) if env else REPO / ".venv-legacy" / "bin" / "python"
-    if not path.exists():
-        msg = f"no legacy venv at {path} (make test creates it; or set EDGECNN_LEGACY_PYTHON)"
-        if os.environ.get("CI"):
-            pytest.fail(msg + " and CI is set: the tflite_runtime fallback must be proven on every CI run")
-        pytest.skip(msg)
-    return str(path)
+    return venv_python("legacy")
 
 
 @pytest.fixture(scope="module")

@@ -232,3 +232,38 @@ def test_frame_tap_puts_a_loops_results_on_the_page(served, tmp_path):
     s = json.loads(get(base(view) + "/status.json")[2])
     assert s["overlay"]["state"] == "stale" and s["overlay"]["steering"] == 0.0
     tap.close()
+
+
+@pytest.mark.parametrize("command, model, key", [
+    ("classify", "firmware_models/shapes_compact/model_int8.tflite", "label"),
+    ("steer", "firmware_models/roads_pilotnet/model_int8.tflite", "steering"),
+])
+def test_classify_and_steer_serve_the_model_on_the_live_page(command, model, key):
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from edgecnn_robustness.fakecam import FakeCamera
+
+    with FakeCamera(fps=20) as cam:
+        proc = subprocess.Popen([sys.executable, "-m", "edgecnn", command, "--model", str(REPO / model), "--source",
+                                 cam.url, "--serve", "127.0.0.1:0", "--trust-model"], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            line = ""
+            while "live page:" not in line:
+                line = proc.stderr.readline()
+                assert line or proc.poll() is None, "exited before serving"
+            url = re.search(r"(http://\S+/)", line).group(1)
+            end = time.monotonic() + 30
+            overlay = {}
+            while key not in overlay and time.monotonic() < end:
+                overlay = json.loads(get(url + "status.json")[2])["overlay"]
+                time.sleep(0.2)
+            assert key in overlay, overlay
+            status, headers, jpeg = get(url + "frame.jpg?after=0")
+            assert status == 200 and jpeg[:2] == b"\xff\xd8"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

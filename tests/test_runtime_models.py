@@ -9,16 +9,15 @@ sources, SIGTERM, recording, and the TensorFlow-free ``.venv-device`` proof.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import venv_env, venv_python
 
 from edgecnn.contract import Contract
 from edgecnn.data.shapes import CLASSES, generate
@@ -372,22 +371,11 @@ def test_sandbox_reports_how_the_child_died(target, args, expected):
 # ------------------------------------------------------------------------------ TensorFlow-free device venv
 
 
-def _device_python() -> Path | None:
-    env = os.environ.get("EDGECNN_DEVICE_PYTHON")
-    path = Path(env) if env else REPO / ".venv-device" / "bin" / "python"
-    return path if path.exists() else None
-
-
 @pytest.mark.host
 def test_device_venv_runs_without_tensorflow(models, tmp_path):
     """In a venv with only ``edgecnn[device]`` installed: no TensorFlow, and classify/inspect/benchmark run."""
-    py = _device_python()
-    if py is None:
-        msg = f"no device venv at {REPO / '.venv-device'} (make test creates it; or set EDGECNN_DEVICE_PYTHON)"
-        if os.environ.get("CI"):
-            pytest.fail(msg + " and CI is set: the TensorFlow-free install must be proven on every CI run")
-        pytest.skip(msg)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    py = venv_python("device")
+    env = venv_env()
     probe = subprocess.run([str(py), "-c", "import tensorflow"], capture_output=True, text=True, env=env)
     assert probe.returncode != 0 and "No module named 'tensorflow'" in probe.stderr
     where = subprocess.run([str(py), "-c", "import edgecnn; print(edgecnn.__file__)"], capture_output=True,

@@ -48,8 +48,11 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
               help="Cameras/streams: give up after this many seconds without a frame.")
 @click.option("--trust-model", is_flag=True,
               help="Skip the check that loads the model in a sandboxed child process first (faster start).")
+@click.option("--serve", default=None, metavar="[HOST:]PORT",
+              help="Serve a live page (camera + top classes) on [HOST:]PORT (default host 127.0.0.1; any other "
+                   "host prints a token every request needs).")
 def cli(model, source, images, top_k, max_frames, as_json, show, record, every_frame, threads, delegate, labels,
-        mean, std, input_range, rgb, capture_size, reconnect_timeout, trust_model) -> None:
+        mean, std, input_range, rgb, capture_size, reconnect_timeout, trust_model, serve=None) -> None:
     """Classify frames from a camera, stream, video or image files with a .tflite model.
 
     \b
@@ -82,6 +85,14 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
         labels=labels, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), input_range=input_range,
         color_order=None if rgb is None else ("RGB" if rgb else "BGR"),
     )
+    from edgecnn.runtime.pilots import steering_kind  # lazy: cli
+
+    kind = steering_kind(model)
+    if kind is not None:  # a steering output is not a class score: refuse instead of printing class "0"
+        from edgecnn.errors import ModelError  # lazy: cli
+
+        raise ModelError(f"{model} is a steering model ({kind}); classify needs a classifier; drive with "
+                         f"`edgecnn steer --model {model} --source ...`")
     predictor = Predictor(model, threads=threads, delegate=delegate, options=options)
     if predictor.contract.task == "segment":  # its output is a class map, not one score per class
         from edgecnn.errors import ModelError  # lazy: cli
@@ -92,6 +103,13 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
     def warn(msg: str) -> None:
         click.echo(msg, err=True)
 
+    view = None
+    if serve:
+        from edgecnn.runtime.live.policy import parse_serve  # lazy: cli
+        from edgecnn.runtime.live.server import LiveView  # lazy: cli
+        from edgecnn.runtime.live.tap import FrameTap, publish_classification  # lazy: cli
+
+        view = LiveView.start(parse_serve(serve), kind="classify", title=str(model), announce=warn)
     c = predictor.contract
     asked = choose_capture_size(requested, c.source_size, (c.input_width, c.input_height))
     src = open_images(list(images), warn=warn) if images else open_source(
@@ -100,6 +118,8 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
     note = capture_note(src, asked, capture_reason(requested, c.source_size))
     if note:
         warn(note)
+    if view is not None:
+        src = tap = FrameTap(src)
 
     def emit(result) -> None:
         if as_json:
@@ -107,9 +127,15 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
             sys.stdout.flush()
         else:
             click.echo(result.format())
+        if view is not None:
+            publish_classification(view, tap, result)
 
-    stats = classify_stream(src, predictor, top_k=top_k, max_frames=max_frames, on_result=emit, show=show,
-                            record=record)
+    try:
+        stats = classify_stream(src, predictor, top_k=top_k, max_frames=max_frames, on_result=emit, show=show,
+                                record=record)
+    finally:
+        if view is not None:
+            view.close()
     click.echo(stats.format(), err=True)
     if record and stats.frames:
         click.echo(f"recorded {record}", err=True)

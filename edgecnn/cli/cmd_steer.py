@@ -6,21 +6,27 @@ import time
 
 import click
 
-from edgecnn.errors import EdgecnnError, ModelError, OutputError
+from edgecnn.errors import EdgecnnError, OutputError
 from edgecnn.sizes import parse_size
 
 
 @click.command("steer")
 @click.option("--model", "-m", "model", required=True, type=click.Path(),
-              help="The steering .tflite exported by edgecnn (its contract says how to read it).")
+              help="The steering .tflite exported by edgecnn (its contract says how to read it), a donkeycar "
+                   "pilot (recognised by its input img_in, or --pilot), or a third-party model (--input-range).")
 @click.option("--source", "-s", "source", required=True,
-              help="Camera index (0), /dev/videoN, rtsp/http/tcp URL, picamera2, video file, image, folder or glob.")
+              help="Camera index (0), /dev/videoN, rtsp/http/tcp URL, picamera2, video file, image, folder or glob "
+                   "(numeric order), Donkey Car tub or steering CSV (recording order, recorded times).")
 @click.option("--deadline-ms", default=500.0, show_default=True, type=click.FloatRange(min=10, max=60000),
               help="A neutral 'stale' command goes out when no frame younger than this has become a command.")
 @click.option("--max-frames", "-n", default=None, type=click.IntRange(min=1),
               help="Stop after N frames turned into commands.")
 @click.option("--sink", "sinks", multiple=True, default=("stdout",), show_default=True,
-              help="stdout or udp://HOST:PORT (HOST defaults to 127.0.0.1); repeat to send to several.")
+              help="stdout; udp://HOST:PORT (HOST defaults to 127.0.0.1); pca9685://BUS/ADDRESS?config=car.toml "
+                   "(a PCA9685 PWM board on I2C, Donkey Car's pca9685://1/0x40); serial:///dev/ttyUSB0?baud=115200"
+                   "&config=car.toml[&timeout_ms=500] (a microcontroller with a watchdog: examples/arduino_steer); "
+                   "pca9685+emu://1/0x40?config=car.toml&dump=FILE is an emulator for tests. `edgecnn car "
+                   "calibrate` writes car.toml. Repeat to send to several.")
 @click.option("--throttle", default=0.0, show_default=True, type=click.FloatRange(-1, 1),
               help="Constant throttle for a model without a throttle output (0: do not move).")
 @click.option("--max-steering-rate", default=4.0, show_default=True, type=click.FloatRange(min=0),
@@ -46,9 +52,23 @@ from edgecnn.sizes import parse_size
                    "repeating one exact image is treated as stalled.")
 @click.option("--trust-model", is_flag=True,
               help="Skip the check that loads the model in a sandboxed child process first (faster start).")
+@click.option("--pilot", default=None, type=click.Choice(["donkey-linear", "donkey-categorical"]),
+              help="Read a model without an edgecnn contract as this donkeycar pilot (default: recognised by its "
+                   "input img_in and its outputs).")
+@click.option("--input-range", default=None, type=click.Choice(["0,1", "-1,1", "0,255"]),
+              help="Third-party steering models (no edgecnn contract, not a donkeycar pilot): their pixel range.")
+@click.option("--steering-output", default=None,
+              help="Third-party models: which output is steering (signature name, tensor name or index; default 0).")
+@click.option("--steering-range", default="-1,1", show_default=True,
+              help="Third-party models: the steering output at full left and full right (1,-1 if positive is "
+                   "left); mapped onto [-1, 1], positive = right.")
+@click.option("--bgr", is_flag=True, help="Third-party models: trained on BGR frames (default RGB).")
+@click.option("--serve", default=None, metavar="[HOST:]PORT",
+              help="Serve a live page (camera + steering gauge) on [HOST:]PORT (default host 127.0.0.1; any other "
+                   "host prints a token every request needs).")
 def cli(model, source, deadline_ms, max_frames, sinks, throttle, max_steering_rate, max_uncertainty,
         uncertain_throttle, every_frame, threads, delegate, reconnect_timeout, stall_timeout, capture_size,
-        allow_frozen, trust_model) -> None:
+        allow_frozen, trust_model, pilot, input_range, steering_output, steering_range, bgr, serve=None) -> None:
     """Steer from a camera, stream or video: one JSON command per line, neutral when anything stalls.
 
     \b
@@ -73,8 +93,16 @@ def cli(model, source, deadline_ms, max_frames, sinks, throttle, max_steering_ra
       edgecnn steer --model m.tflite --source clip.mp4 --max-frames 100 > commands.jsonl
     """
     from edgecnn.runtime.failsafe import FailsafeConfig  # lazy: cli
+    from edgecnn.runtime.pilots import SteeringOptions, parse_steering_range  # lazy: cli
     from edgecnn.runtime.sinks import open_sink  # lazy: cli
     from edgecnn.runtime.steer import stop_on_signals  # lazy: cli
+
+    options = None
+    if input_range is not None:
+        options = SteeringOptions(input_range, steering_output, parse_steering_range(steering_range),
+                                  "BGR" if bgr else "RGB")
+    elif steering_output is not None or bgr:
+        raise click.UsageError("--steering-output and --bgr describe a third-party model: give --input-range too")
 
     requested = parse_size(capture_size, "--capture-size", minimum=16) if capture_size else None
     config = FailsafeConfig(
@@ -86,23 +114,35 @@ def cli(model, source, deadline_ms, max_frames, sinks, throttle, max_steering_ra
         click.echo(msg, err=True)
 
     opened = []
+    view = None
     try:
         for spec in sinks:
             opened.append(open_sink(spec, warn=warn))
+        if serve:
+            from edgecnn.runtime.live.policy import parse_serve  # lazy: cli
+            from edgecnn.runtime.live.server import LiveView  # lazy: cli
+
+            view = LiveView.start(parse_serve(serve), kind="steer", title=str(model), announce=warn)
         with stop_on_signals() as stop:
             _run(model, source, config, max_frames, opened, stop, every_frame, threads, delegate,
-                 reconnect_timeout, stall_timeout, allow_frozen, trust_model, warn, requested)
+                 reconnect_timeout, stall_timeout, allow_frozen, trust_model, warn, requested, pilot, options, view)
     finally:
         for s in opened:
             s.close()
+        if view is not None:
+            view.close()
 
 
 def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, delegate, reconnect_timeout,
-         stall_timeout, allow_frozen, trust_model, warn, requested=None) -> None:
+         stall_timeout, allow_frozen, trust_model, warn, requested=None, pilot=None, options=None,
+         view=None) -> None:
     """Start up (interruptible), drive, and make sure the last command anyone received is neutral 'stopped'."""
     from edgecnn.runtime.failsafe import Command  # lazy: cli
 
+    if view is not None:  # only then: the web server's packages stay out of a plain steer
+        from edgecnn.runtime.live.tap import FrameTap, publish_command  # lazy: cli
     sent_stop = False
+    tap = None  # the source wrapped for the live page (--serve)
 
     def send(cmd: Command) -> None:
         nonlocal sent_stop
@@ -113,6 +153,8 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
                 s.send(cmd)
             except OutputError as exc:
                 error = error or exc
+        if view is not None and tap is not None:
+            publish_command(view, tap, cmd)
         if error:
             raise error
 
@@ -134,7 +176,7 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
         def start():
             if not trust_model:
                 check_model(model, threads=threads, delegate=delegate)
-            predictor = _load_steering_model(model, threads, delegate)
+            predictor = _load_steering_model(model, threads, delegate, pilot, options)
             c = predictor.contract
             asked = choose_capture_size(requested, c.source_size, (c.input_width, c.input_height))
             src = open_source(source, every_frame=every_frame, give_up_s=reconnect_timeout, stall_s=stall_timeout,
@@ -142,11 +184,12 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
             note = capture_note(src, asked, capture_reason(requested, c.source_size))
             if note:
                 warn(note)
-            return predictor, src
+            return predictor, (src if view is None else FrameTap(src))
 
         try:
             # Start-up on a helper thread: opening a camera can block in C for 30 s where no signal handler runs.
             predictor, src = run_interruptibly(start, stop)
+            tap = src if view is not None else None
         except Stopped:
             pass
         else:
@@ -167,18 +210,9 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
         click.echo(f"stopped by {stop.signal or 'request'} before the first frame", err=True)
 
 
-def _load_steering_model(model, threads, delegate):
-    """A Predictor for an edgecnn steering model; ModelError (one line) for anything else."""
-    from edgecnn.runtime.interpreter import read_model_bytes  # lazy: cli
-    from edgecnn.runtime.metadata import read_contract  # lazy: cli
-    from edgecnn.runtime.predictor import Predictor  # lazy: cli
+def _load_steering_model(model, threads, delegate, pilot=None, options=None):
+    """A Predictor for an edgecnn steering model, a donkeycar pilot or a third-party model read with ``options``;
+    ModelError (one line) for anything else (a classifier: its contract says so)."""
+    from edgecnn.runtime.pilots import load_steering_model  # lazy: cli
 
-    data = read_model_bytes(model)
-    contract = read_contract(data)
-    if contract is None:
-        raise ModelError(f"{model} has no edgecnn contract; steer needs a steering model exported by edgecnn "
-                         "(it records the steering head and input preprocessing)")
-    if contract.task != "steer":
-        raise ModelError(f"{model} is a {contract.task!r} model; steer needs a steering model "
-                         "(train with --task steer)")
-    return Predictor(data, threads=threads, delegate=delegate, contract=contract)
+    return load_steering_model(model, pilot=pilot, threads=threads, delegate=delegate, options=options)

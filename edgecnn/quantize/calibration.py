@@ -30,9 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.atomic import staged_dir
+from edgecnn.data.imagefolder import scan, split
 from edgecnn.data.masks import load_mask, mask_path_for, pixel_counts, resize_mask
 from edgecnn.errors import DataError
+from edgecnn.preprocess import decode_image, prepare_batch
+from edgecnn.preprocess import resize as resize_frame
 from edgecnn.train.datakind import refuse_steering_data
+from edgecnn.train.run import load_run
 
 FORMAT = "edgecnn-calibration"
 FORMAT_VERSION = 1
@@ -154,7 +159,6 @@ def source_from_data(root: str | Path, input_size: tuple[int, int], resize: str 
     """An image folder (``ROOT/<class>/<image>``): scanned and split as training does; the train split is used."""
     refuse_steering_data(root, hint="calibrate the steering run instead: `edgecnn train DATA --task steer --out RUN`, "
                                "then `edgecnn calibrate RUN`")
-    from edgecnn.data.imagefolder import scan, split
 
     folder = scan(root)
     train = split(folder)["train"]
@@ -165,8 +169,6 @@ def source_from_data(root: str | Path, input_size: tuple[int, int], resize: str 
 
 def source_from_run(run_dir: str | Path) -> CalibrationSource:
     """A run folder: the train split of its split.json, at its contract's input size."""
-    from edgecnn.train.run import load_run
-
     run = load_run(run_dir)
     items = run.splits.get("train", ())
     if not items:
@@ -239,9 +241,6 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
 
 def _load_frame(path: str, h: int, w: int, resize: str) -> tuple[np.ndarray, bytes]:
     """``(uint8 h x w x 3 BGR frame, source file bytes)``."""
-    from edgecnn.preprocess import decode_image
-    from edgecnn.preprocess import resize as resize_frame
-
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -258,8 +257,6 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, Coverage]:
     """Select, load and write a calibration set to ``out`` atomically; return ``(out, coverage)``."""
-    from edgecnn.atomic import staged_dir
-
     picked = select(source, count, seed)
     h, w = source.input_height, source.input_width
     frames, entries = [], []
@@ -445,7 +442,5 @@ def check_compatible(calib: CalibrationSet, contract: Any) -> None:
 
 def model_inputs(calib: CalibrationSet, contract: Any, limit: int | None = None) -> np.ndarray:
     """``float32 N x h x w x c`` model inputs: the stored frames through :func:`edgecnn.preprocess.prepare`."""
-    from edgecnn.preprocess import prepare_batch
-
     frames: Sequence[np.ndarray] = list(calib.frames[:limit] if limit else calib.frames)
     return prepare_batch(list(frames), contract)

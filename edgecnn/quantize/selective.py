@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecnn.errors import EdgecnnError, ModelError
-from edgecnn.quantize.fidelity import FidelityReport
+from edgecnn.quantize.convert import make_converter, quiet_native_logs, run_converter
+from edgecnn.quantize.fidelity import FidelityReport, make_debugger
+from edgecnn.runtime.evaluate import latency_us, predict, steering_of
+from edgecnn.runtime.inspect import read_model_info
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,6 @@ class KeepFloatResult:
 
 def quality_loss(float_out: np.ndarray, quant_out: np.ndarray, targets: np.ndarray, contract) -> Loss:
     """Loss of ``quant_out`` against ``float_out`` (both ``float32 N x K``) on labelled ``targets``."""
-    from edgecnn.runtime.evaluate import steering_of
-
     if contract.task == "classify":
         fp, qp = float_out.argmax(1), quant_out.argmax(1)
         t = targets.astype(np.int64)
@@ -99,10 +100,6 @@ def resolve_layers(names: Sequence[str], report: FidelityReport) -> tuple[str, .
 
 def quantize_keeping(model_b1, inputs: np.ndarray, tensors: Sequence[str], io_type: str = "int8") -> bytes:
     """int8 conversion of ``model_b1`` with ``tensors`` left in float; integer input and output are kept."""
-    from edgecnn.quantize.convert import quiet_native_logs
-    from edgecnn.quantize.fidelity import make_debugger
-    from edgecnn.runtime.inspect import read_model_info
-
     dbg = make_debugger(model_b1, inputs, io_type, denylisted_nodes=tensors)
     try:
         with quiet_native_logs():
@@ -131,9 +128,6 @@ def keep_float(model_b1, int8_model: bytes, inputs: np.ndarray, report: Fidelity
         tolerance: largest acceptable loss (accuracy pp, or MAE increase).
         layers: ``"auto"`` or explicit layer names.
     """
-    from edgecnn.runtime.evaluate import latency_us, predict
-    from edgecnn.quantize.convert import run_converter, make_converter
-
     float_out = predict(run_converter(make_converter(model_b1, "fp32")), heldout)
     loss8 = quality_loss(float_out, predict(int8_model, heldout), targets, contract)
     lat8 = latency_us(int8_model)

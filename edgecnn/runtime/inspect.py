@@ -23,6 +23,7 @@ from edgecnn.errors import ModelError
 from edgecnn.runtime.delegation import DelegateReport, delegate_report
 from edgecnn.runtime.interpreter import load_runtime, make_interpreter, read_model_bytes, resolve_model_path
 from edgecnn.runtime.metadata import read_contract
+from edgecnn.runtime.pilots import model_kind
 from edgecnn.runtime.precision import DYNAMIC, FP16, FP32, INT8, INT16X8, UINT8
 from edgecnn.runtime.sandbox import Limits, check_model, run_sandboxed, stage
 from edgecnn.runtime.tflite_schema import CUSTOM, Model, Tensor, builtin_operator_name, read_model, tensor_type_name
@@ -114,6 +115,8 @@ class ModelReport:
                          f" resize {c.get('resize')} head {c.get('head')}" + (f" labels: {shown}" if labels else ""))
         else:
             lines.append("  contract: none (third-party model: give classify --labels, and --input-range unless the input is uint8)")
+        if self.extra.get("kind"):
+            lines.append(f"  kind: {self.extra['kind']}")
         lines.append(f"  loads with {self.runtime}: " + ("yes" if self.loads else f"no ({self.load_error})"))
         if self.extra.get("delegation"):
             lines.append("  " + DelegateReport.from_dict(self.extra["delegation"]).format().replace("\n", "\n  "))
@@ -364,6 +367,7 @@ def inspect_file(path: str) -> dict[str, Any]:
     try:
         interp = make_interpreter(data, threads=1)
         card["loads"], card["load_error"] = True, ""
+        card.setdefault("extra", {})["kind"] = model_kind(data)  # edgecnn classify/steer, donkeycar pilot, ...
         # What XNNPACK took and what it left on the reference kernels (edgecnn.runtime.delegation).
         card.setdefault("extra", {})["delegation"] = delegate_report(interp, "xnnpack").to_dict()
     except ModelError as exc:

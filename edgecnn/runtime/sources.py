@@ -6,7 +6,10 @@
 - ``"rtsp://..."``, ``"http(s)://..."``: a network stream;
 - ``"picamera2"``: the Raspberry Pi camera through the picamera2 library (imported only then);
 - a video file (``.mp4``, ``.avi``, ...);
-- an image file, a folder of images, or a glob (``"photos/*.jpg"``).
+- an image file, a folder of images, or a glob (``"photos/*.jpg"``), in natural name order (``2.jpg`` before
+  ``10.jpg``);
+- a Donkey Car tub or a steering CSV: in recording order (catalog order, row order), each frame carrying its
+  recorded capture time (a tub's ``_timestamp_ms``) so that ``steer``'s slew limit runs in the recording's time.
 
 Live sources (cameras, streams, and video files unless ``every_frame``) are read on their own thread and keep
 only the newest frame: the loop always works on the freshest image and a slow model drops frames instead of
@@ -47,6 +50,7 @@ import numpy as np
 from edgecnn.errors import DataError, SourceError
 from edgecnn.preprocess import IMAGE_EXTENSIONS, load_image
 from edgecnn.runtime.native_stderr import filtered_native_stderr
+from edgecnn.runtime.recording import is_labelled_recording, natural_key, recorded_images
 
 # Common camera modes, smallest first: without a recorded training size, a camera is asked for the first one
 # that covers the model's input (V4L2 drivers snap a request to a mode they have; the size is read back).
@@ -247,12 +251,15 @@ class ImageSource(Source):
 
     decodes_inline = True
 
-    def __init__(self, paths: list[Path], description: str, warn: Callable[[str], None] = _stderr) -> None:
+    def __init__(self, paths: list[Path], description: str, warn: Callable[[str], None] = _stderr,
+                 timestamps: list[float | None] | None = None) -> None:
+        """``timestamps``: each image's recorded capture time (epoch seconds; a tub's), else None: read time."""
         if not paths:
             raise SourceError(f"no images found for {description}")
         self.description = description
         self.live = False
         self.paths = paths
+        self.timestamps = timestamps
         self._warn = warn
         self._next = 0
         self._count = 0
@@ -270,8 +277,9 @@ class ImageSource(Source):
                 self._warn(f"skipping {exc}")
                 continue
             self._good += 1
-            frame = Frame(image, self._count, time.time(), time.monotonic(), (time.perf_counter() - t0) * 1e3,
-                          path.name)
+            recorded = self.timestamps[self._next - 1] if self.timestamps else None
+            frame = Frame(image, self._count, time.time() if recorded is None else recorded, time.monotonic(),
+                          (time.perf_counter() - t0) * 1e3, path.name)
             self._count += 1
             return frame
         if not self._closed and not self._good:
@@ -607,10 +615,12 @@ class CameraSource(_ThreadedSource):
 def _expand_images(spec: str) -> list[Path] | None:
     """Image paths for a file, folder or glob; None when ``spec`` is not an image source."""
     if any(ch in spec for ch in "*?["):
-        return sorted(Path(p) for p in _glob.glob(spec) if Path(p).suffix.lower() in IMAGE_EXTENSIONS)
+        return sorted((Path(p) for p in _glob.glob(spec) if Path(p).suffix.lower() in IMAGE_EXTENSIONS),
+                      key=lambda p: natural_key(str(p)))
     path = Path(spec)
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if path.is_dir():  # natural order: 0, 1, 2, ..., 10, as recorded, not 0, 1, 10, 100
+        return sorted((p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                      key=lambda p: natural_key(str(p.relative_to(path))))
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return [path]
     return None
@@ -649,6 +659,13 @@ def open_source(
         return CameraSource(_opencv_opener(spec), f"stream {spec}", **camera_kw)
     if spec.lower() in ("picamera2", "picam", "picamera"):
         return CameraSource(lambda: _Picamera2Capture(capture_size), "picamera2", **camera_kw)
+    recording = Path(spec)
+    if recording.exists() and is_labelled_recording(recording):  # a tub or a steering CSV: recording order
+        try:
+            _, recorded = recorded_images(recording)
+        except DataError as exc:
+            raise SourceError(str(exc)) from None
+        return ImageSource([r.path for r in recorded], spec, warn=warn, timestamps=[r.timestamp for r in recorded])
     images = _expand_images(spec)
     if images is not None:
         for p in images[:1]:

@@ -329,7 +329,8 @@ def steer_stream(
                     # time is the other, and a thread descheduled between two distant reads would skew them
                     now_mono, now_wall = time.monotonic(), time.time()
                     cmd = shaper.from_output(result.steering, result.throttle, result.uncertainty,
-                                             frame.timestamp, frame.index, now_wall, now_mono)
+                                             frame.timestamp, frame.index, now_wall, now_mono,
+                                             file=frame.name if frame.name != source.description else None)
                     t_send = time.perf_counter()
                     emit(cmd)
                     end = time.perf_counter()
