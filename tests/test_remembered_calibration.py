@@ -43,6 +43,8 @@ def test_compare_and_quantize_use_the_remembered_set(run_with_set, tmp_path):
     r = run_cli("quantize", run, "--precision", "int8", "--out", out)
     assert r.returncode == 0, r.stderr[-3000:]
     assert out.is_file() and "remembered by" in r.stderr
+    # and TensorFlow starts quietly (issue 16: quantize and export printed absl/CUDA start-up noise)
+    assert not [line for line in r.stderr.splitlines() if "absl" in line or "cuda" in line.lower()], r.stderr
 
 
 def test_a_vanished_or_missing_set_is_one_clear_line(run_with_set, tiny_run, tmp_path):
@@ -52,5 +54,6 @@ def test_a_vanished_or_missing_set_is_one_clear_line(run_with_set, tiny_run, tmp
     assert r.clean_error and "is gone" in r.stderr and not (tmp_path / "m.tflite").exists()
     bare = tmp_path / "bare"
     shutil.copytree(tiny_run, bare)
+    (bare / "calibration.json").unlink(missing_ok=True)  # another test may have calibrated the shared run
     r = run_cli("quantize", bare, "--precision", "int8", "--out", tmp_path / "n.tflite")
     assert r.returncode == 2 and "--calibration is needed" in r.stderr and "Traceback" not in r.stderr

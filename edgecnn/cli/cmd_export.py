@@ -29,8 +29,10 @@ def cli(run, calibration, out, precisions, io_type, edgetpu, c_array, overwrite,
     split, export shows the worst inputs and writes nothing (unless --allow-parity-drift).
     """
     from edgecnn.export.bundle import export_run  # lazy: cli
+    from edgecnn.tfimport import import_tensorflow  # lazy: cli
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    import_tensorflow()  # first, inside its quiet start-up: Keras would otherwise start it noisily
     r = export_run(run, calibration, out, precisions, io_type, edgetpu, c_array, overwrite, log=log,
                    allow_parity_drift=allow_parity_drift)
     card = r.card

@@ -29,6 +29,7 @@ def cli(run, calibration, precision, io_type, out, keep_float, tolerance):
     """
     from edgecnn.quantize.pipeline import quantize_run  # lazy: cli
     from edgecnn.quantize.remembered import recall  # lazy: cli
+    from edgecnn.tfimport import import_tensorflow  # lazy: cli
 
     if calibration is None:
         remembered = recall(run)
@@ -42,6 +43,7 @@ def cli(run, calibration, precision, io_type, out, keep_float, tolerance):
     kf = None
     if keep_float:
         kf = "auto" if keep_float == "auto" else [n.strip() for n in keep_float.split(",") if n.strip()]
+    import_tensorflow()  # first, inside its quiet start-up: Keras would otherwise start it noisily
     r = quantize_run(run, calibration, precision, out, io_type, kf, tolerance, log=log)
     if r.fidelity is not None:
         click.echo(r.fidelity.table())
