@@ -52,7 +52,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed $(DEVICE_VENV)/.installed $(LEGACY_VENV)/.installed $(DONKEY_VENV)/.installed chromium
 	EDGECNN_DEVICE_PYTHON=$(CURDIR)/$(DEVICE_VENV)/bin/python EDGECNN_LEGACY_PYTHON=$(CURDIR)/$(LEGACY_VENV)/bin/python \
-		$(VENV)/bin/python -m pytest -q
+		$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 # Rebuild the shipped reference bundles (firmware_models/) and their calibration sets (calibration/).
 reference-models: $(VENV)/.installed
