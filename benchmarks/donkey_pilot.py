@@ -20,7 +20,7 @@ Three steps, each skipped when its output exists in ``--work``:
 
 Run::
 
-    .venv/bin/python benchmarks/donkey_pilot.py --tub /tmp/h6/tub --work /tmp/h6/pilot --out /tmp/h6/donkey_pilot.json
+    .venv/bin/python benchmarks/donkey_pilot.py --tub TUB --work /tmp/edgecnn-donkey-pilot --out donkey_pilot.json
 
 Without donkeycar's venv it builds the models and says that the comparison was skipped.
 """
@@ -255,8 +255,10 @@ def report(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", nargs="?", default="all", choices=["all", "build", "worker"])
-    ap.add_argument("--tub", type=Path, default=Path("/tmp/h6/tub"))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/h6/pilot"))
+    ap.add_argument("--tub", type=Path, required=True,
+                    help="an extracted Donkey Car tub (e.g. ../shared/data/donkeycar_tub/donkeycar_tub.tar.gz)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgecnn-donkey-pilot"),
+                    help="where the pilot models and results go")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--frames", type=int, default=500)
