@@ -12,12 +12,22 @@ DEVICE_VENV := .venv-device
 LEGACY_VENV := .venv-legacy
 DONKEY_VENV := .venv-donkey
 
-.PHONY: demo test reference-models clean chromium
+.PHONY: demo test venvs reference-models clean chromium
+
+# Each venv: its own requirements (read from pyproject.toml) first, then the project itself, editable, without
+# dependencies. `make test` builds the four venvs and chromium in parallel (make -j4); the requirements installs
+# run side by side (pip's cache is safe to share), the editable installs one at a time (`flock pyproject.toml`):
+# each builds the project in this tree (edgecnn.egg-info), which two builds must not write at once.
+REQS = $(PYTHON) -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	print("\n".join(p["dependencies"] + [r for e in sys.argv[1:] for r in p["optional-dependencies"][e]]))'
+ONE_BUILD_AT_A_TIME := $(if $(shell command -v flock),flock pyproject.toml,)
 
 $(VENV)/.installed: pyproject.toml tools/robustness/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e ".[train,dev,car]"
+	$(REQS) train dev car > $(VENV)/requirements.txt
+	$(VENV)/bin/python -m pip install --quiet -r $(VENV)/requirements.txt
+	$(ONE_BUILD_AT_A_TIME) $(VENV)/bin/python -m pip install --quiet --no-deps -e .
 	# the robustness campaign (`edgecnn robustness`), a developer tool kept out of the device package
 	$(VENV)/bin/python -m pip install --quiet --no-deps -e tools/robustness
 	touch $@
@@ -25,13 +35,17 @@ $(VENV)/.installed: pyproject.toml tools/robustness/pyproject.toml
 $(DEVICE_VENV)/.installed: pyproject.toml
 	test -x $(DEVICE_VENV)/bin/python || $(PYTHON) -m venv $(DEVICE_VENV)
 	$(DEVICE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DEVICE_VENV)/bin/python -m pip install --quiet -e ".[device,car]"
+	$(REQS) device car > $(DEVICE_VENV)/requirements.txt
+	$(DEVICE_VENV)/bin/python -m pip install --quiet -r $(DEVICE_VENV)/requirements.txt
+	$(ONE_BUILD_AT_A_TIME) $(DEVICE_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(LEGACY_VENV)/.installed: pyproject.toml
 	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
 	$(LEGACY_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LEGACY_VENV)/bin/python -m pip install --quiet -e ".[legacy]"
+	$(REQS) legacy > $(LEGACY_VENV)/requirements.txt
+	$(LEGACY_VENV)/bin/python -m pip install --quiet -r $(LEGACY_VENV)/requirements.txt
+	$(ONE_BUILD_AT_A_TIME) $(LEGACY_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(DONKEY_VENV)/.installed:
@@ -50,9 +64,15 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/edgecnn pipeline --config examples/demo_classify.toml
 	$(VENV)/bin/edgecnn pipeline --config examples/demo_steer.toml
 
-test: $(VENV)/.installed $(DEVICE_VENV)/.installed $(LEGACY_VENV)/.installed $(DONKEY_VENV)/.installed chromium
+# Everything the tests need, built in parallel.
+venvs: $(VENV)/.installed $(DEVICE_VENV)/.installed $(LEGACY_VENV)/.installed $(DONKEY_VENV)/.installed chromium
+
+# Two workers; each test file stays on one worker (its module fixtures are built once), the longest files first
+# (the order is in tests/conftest.py; --no-loadscope-reorder keeps it instead of xdist's "most tests first").
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target venvs
 	EDGECNN_DEVICE_PYTHON=$(CURDIR)/$(DEVICE_VENV)/bin/python EDGECNN_LEGACY_PYTHON=$(CURDIR)/$(LEGACY_VENV)/bin/python \
-		$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
+		$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Rebuild the shipped reference bundles (firmware_models/) and their calibration sets (calibration/).
 reference-models: $(VENV)/.installed

@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, type=Path, help="Write the JSON here instead of stdout.")
     ap.add_argument("--skip-donkeycar", action="store_true")
     ap.add_argument("--format", default=None, type=Path, help="Only print the table of an earlier --json file.")
+    ap.add_argument("--only", default=None, metavar="TEXT",
+                    help="Run only the cases whose label or source contains TEXT (e.g. 'shapes', '640x480'); the "
+                         "int8/fp32 ratios are then left out when their cases did not run.")
     args = ap.parse_args(argv)
     if args.format:
         log(format_report(json.loads(args.format.read_text())))
@@ -213,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     pilot_shipped = REPO / "firmware_models" / "roads_pilotnet" / "model_int8.tflite"
     tmp = Path(tempfile.mkdtemp(prefix="edgecnn-loop-"))
     shapes_pyr = with_resize(shapes, "area-pyramid", tmp / "shapes_area_pyramid.tflite")
+    shapes_lin = with_resize(shapes, "linear", tmp / "shapes_linear.tflite")
 
     # (label, loop, source label, source, {precision: model})
     cases = [
@@ -226,8 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         ("shapes_compact (shipped)", "classify", "tub 160x120", tub, {"int8": shapes}),
         ("shapes_compact (shipped)", "classify", "video 640x480", video, {"int8": shapes}),
         ("shapes_compact, resize area-pyramid", "classify", "video 640x480", video, {"int8": shapes_pyr}),
+        ("shapes_compact, resize linear", "classify", "video 640x480", video, {"int8": shapes_lin}),
         ("shapes_compact (shipped)", "classify", "video 160x120", video_small, {"int8": shapes}),
     ]
+    if args.only:
+        cases = [c for c in cases if args.only.lower() in f"{c[0]} {c[2]}".lower()]
     results = []
     for label, loop, src_label, src, models in cases:
         rounds: dict[str, list[dict]] = {p: [] for p in models}
@@ -242,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ratios = []
     for name in ("pilotnet", "donkey", "lecture"):
-        f = next(r for r in results if r["model"] == name and r["precision"] == "fp32")
-        q = next(r for r in results if r["model"] == name and r["precision"] == "int8")
+        f = next((r for r in results if r["model"] == name and r["precision"] == "fp32"), None)
+        q = next((r for r in results if r["model"] == name and r["precision"] == "int8"), None)
+        if f is None or q is None:
+            continue
         ratios.append({"model": name, "no_decode_fp32_ms": f["no_decode_ms"], "no_decode_int8_ms": q["no_decode_ms"],
                        "ratio": f["no_decode_ms"] / q["no_decode_ms"],
                        "raw_invoke_ratio": f["raw_invoke_p50_ms"] / q["raw_invoke_p50_ms"],
@@ -287,8 +296,8 @@ def _environment() -> dict:
 
 
 def format_report(rep: dict) -> str:
-    lines = [f"device loop, {rep['threads']} thread(s), {rep['frames_per_run']} frames x {rep['rounds']} rounds "
-             f"(best round's p50 / p90, ms; load average {rep['environment']['load_average'][0]:.1f})"]
+    lines = [(f"device loop, {rep['threads']} thread(s), {rep['frames_per_run']} frames x {rep['rounds']} rounds "
+              f"(best round's p50 / p90, ms; load average {rep['environment']['load_average'][0]:.1f})")]
     head = f"{'model':<36}{'prec':<5}{'loop':<9}{'source':<14}" + "".join(f"{s:>12}" for s in STAGES)
     lines += [head + f"{'outside':>9}{'no-wait':>8}{'frame':>7}", "-" * len(head + " " * 24)]
     for r in rep["loops"]:

@@ -15,9 +15,10 @@ from typing import Any
 
 from edgecnn.atomic import write_json
 from edgecnn.errors import ModelError
+from edgecnn.navmap import MapSpec, PoseNoise
 
 FORMAT_VERSION = 1
-TASKS = ("classify", "steer", "segment")
+TASKS = ("classify", "steer", "segment", "navigate")
 HEADS = ("softmax", "regression", "gmm", "class-map")
 COLOR_ORDERS = ("RGB", "BGR")
 # How a frame larger than the model input is shrunk (see edgecnn.preprocess.resize). "area" and "area-pyramid"
@@ -37,8 +38,9 @@ class Contract:
     """How to feed a model and read its outputs.
 
     Attributes:
-        task: ``"classify"``, ``"steer"`` or ``"segment"``.
-        input_height, input_width: model input size in pixels.
+        task: ``"classify"``, ``"steer"``, ``"segment"`` or ``"navigate"`` (steering from the camera and a map:
+            two inputs, see ``map``).
+        input_height, input_width: the (image) input size in pixels.
         channels: 3 (colour) or 1 (grey).
         color_order: channel order the model was trained on, ``"RGB"`` or ``"BGR"``.
         mean, std: normalisation, per channel: ``x = (pixel - mean) / std`` with pixel a float in 0..255.
@@ -60,6 +62,13 @@ class Contract:
         throttle: the model also outputs throttle.
         components: number of Gaussian components for the ``gmm`` head.
         arch: architecture name in the registry.
+        map: ``navigate`` only (empty otherwise): the second input, ``{"spec": MapSpec.to_dict(), "routed": bool,
+            "pose_noise": PoseNoise.to_dict(), "input": "map"}``: the raster's geometry and channels
+            (:class:`edgecnn.navmap.MapSpec`), whether the route channel is drawn, the pose error the model was
+            trained with, and the input's name. The map input is ``uint8`` 0/255 rasters from
+            :func:`edgecnn.navmap.rasterise` scaled to 0..1 (``x = raster / 255``) before quantization; the
+            image fields above describe the image input (named ``"image"``) as for ``steer``. Build it with
+            :func:`map_entry`.
         extra: free-form provenance (calibration sha256, versions, ...).
     """
 
@@ -78,6 +87,7 @@ class Contract:
     components: int = 0
     arch: str = ""
     source_size: tuple[int, ...] = ()
+    map: dict[str, Any] = field(default_factory=dict, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     format_version: int = FORMAT_VERSION
 
@@ -105,11 +115,28 @@ class Contract:
                              f"head {self.head!r}")
         if self.task == "segment" and len(self.labels) < 2:
             raise ModelError("a segmentation contract needs its class names (background first, at least 2)")
+        if self.task == "navigate":
+            if self.head != "gmm" or self.components <= 0:
+                raise ModelError(f"a navigate contract has head 'gmm' with components > 0, got head {self.head!r} "
+                                 f"with {self.components} components")
+            object.__setattr__(self, "map", _checked_map(self.map))
+        elif self.map:
+            raise ModelError(f"only a navigate contract has a map input; this one is {self.task!r}")
 
     @property
     def input_size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return (self.input_height, self.input_width)
+
+    @property
+    def map_spec(self) -> MapSpec | None:
+        """The map input's :class:`~edgecnn.navmap.MapSpec` (``navigate``), else None."""
+        return MapSpec.from_dict(self.map["spec"]) if self.map else None
+
+    @property
+    def pose_noise(self) -> PoseNoise | None:
+        """The pose error the model was trained with (``navigate``), else None."""
+        return PoseNoise.from_dict(self.map["pose_noise"]) if self.map else None
 
     @property
     def num_outputs(self) -> int:
@@ -127,6 +154,7 @@ class Contract:
         d = dataclasses.asdict(self)
         for k in ("mean", "std", "labels", "steering_range", "source_size"):
             d[k] = list(d[k])
+        d["map"] = json.loads(json.dumps(self.map))  # a deep, JSON-shaped copy
         return d
 
     def to_json(self) -> str:
@@ -135,7 +163,8 @@ class Contract:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Contract:
         """Build from a dict; unknown keys (from a newer edgecnn) are ignored, missing optional ones take their
-        defaults (a contract written before ``source_size`` existed reads with ``source_size == ()``)."""
+        defaults (a contract written before ``source_size`` or ``map`` existed reads with ``source_size == ()``,
+        ``map == {}``)."""
         if not isinstance(d, dict):
             raise ModelError(f"a contract must be a JSON object, got: {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -143,6 +172,8 @@ class Contract:
         for k in ("mean", "std", "labels", "steering_range", "source_size"):
             if k in kw:
                 kw[k] = tuple(kw[k] or ())
+        if "map" in kw and kw["map"] is None:
+            kw["map"] = {}
         try:
             return cls(**kw)
         except TypeError as exc:
@@ -164,6 +195,35 @@ class Contract:
         if not path.is_file():
             raise ModelError(f"no contract at {path}")
         return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+MAP_INPUT = "map"  # the map input's name in a navigate model (the image input is "image")
+
+
+def map_entry(spec: MapSpec, pose_noise: PoseNoise | None = None) -> dict[str, Any]:
+    """The ``map`` field of a navigate contract for ``spec`` (routed when it has the ``"route"`` channel) and the
+    training pose error (default :class:`~edgecnn.navmap.PoseNoise`)."""
+    return {"spec": spec.to_dict(), "routed": spec.routed, "pose_noise": (pose_noise or PoseNoise()).to_dict(),
+            "input": MAP_INPUT}
+
+
+def _checked_map(m: Any) -> dict[str, Any]:
+    """A navigate contract's ``map`` in its canonical form; ModelError (one line) when it is missing or malformed."""
+    if not isinstance(m, dict) or "spec" not in m:
+        raise ModelError("a navigate contract needs its map input described: map = {'spec': ..., 'routed': ..., "
+                         "'pose_noise': ..., 'input': 'map'} (edgecnn.contract.map_entry)")
+    try:
+        spec = MapSpec.from_dict(m["spec"])
+        noise = PoseNoise.from_dict(m.get("pose_noise") or {})
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"the contract's map input is malformed: {exc}") from exc
+    routed = m.get("routed", spec.routed)
+    if not isinstance(routed, bool) or routed != spec.routed:
+        raise ModelError(f"the contract's map says routed={routed!r} but its channels are {list(spec.channels)}")
+    name = m.get("input", MAP_INPUT)
+    if not isinstance(name, str) or not name:
+        raise ModelError(f"the contract's map input name must be a non-empty string, got: {name!r}")
+    return {"spec": spec.to_dict(), "routed": routed, "pose_noise": noise.to_dict(), "input": name}
 
 
 def normalisation_for_range(name: str, channels: int = 3) -> tuple[tuple[float, ...], tuple[float, ...]]:

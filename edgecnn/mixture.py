@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -85,3 +86,204 @@ def nll(output: np.ndarray, target: float) -> float:
     log_p = np.log(m.weights) - 0.5 * z * z - np.log(m.sigmas) - 0.5 * math.log(2 * math.pi)
     top = log_p.max()
     return float(-(top + math.log(np.sum(np.exp(log_p - top)))))
+
+
+# ------------------------------------------------------------------------------- coverage and modes (batched)
+#
+# Used by training's metrics (navigate, steer with a gmm head), export and the device-side evaluations. Plain
+# arrays in, plain numbers out; ``outputs`` are always the raw model vectors ``float (N, 3K)`` described above.
+
+# The probability inside +-k sigma of a Gaussian, k = 1, 2, 3: the ideal coverage of a calibrated model.
+IDEAL_COVERAGE: dict[str, float] = {str(k): math.erf(k / math.sqrt(2.0)) for k in (1, 2, 3)}
+# A density mode counts as significant when its basin holds at least this much probability.
+SIGNIFICANT_WEIGHT = 0.2
+_GRID = np.linspace(-5.0, 5.0, 8001)  # steering grid for densities: 1.25e-3 steps, 16 per narrowest sigma
+
+
+def _params(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``float (N, 3K)`` outputs -> (weights, means, sigmas), each ``float64 (N, K)``, parsed as :func:`split`."""
+    v = np.asarray(outputs, dtype=np.float64)
+    v = v.reshape(len(v), -1)
+    if v.shape[1] == 0 or v.shape[1] % 3:
+        raise ValueError(f"a gmm output has 3K values, got {v.shape[1]}")
+    k = v.shape[1] // 3
+    logits = v[:, :k] - v[:, :k].max(axis=1, keepdims=True)
+    w = np.exp(logits)
+    w /= w.sum(axis=1, keepdims=True)
+    means = np.clip(v[:, k : 2 * k], -1.0, 1.0)
+    sigmas = np.exp(np.clip(v[:, 2 * k :], LOG_SIGMA_MIN, LOG_SIGMA_MAX))
+    return w, means, sigmas
+
+
+def _density(w: np.ndarray, means: np.ndarray, sigmas: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Mixture density of one frame (``(K,)`` parameters) at points ``x`` ``(G,)`` -> ``(G,)``."""
+    z = (x[:, None] - means[None, :]) / sigmas[None, :]
+    return (w[None, :] * np.exp(-0.5 * z * z) / (sigmas[None, :] * math.sqrt(2 * math.pi))).sum(axis=1)
+
+
+def hdr_level(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For each frame, the probability mass of the mixture where its density is higher than at the target.
+
+    ``outputs`` float (N, 3K) raw gmm vectors, ``targets`` float (N,) true steering. Returns float64 (N,) in
+    [0, 1]: the smallest highest-density region that contains the target holds this much probability. For a
+    single Gaussian it is the mass of mu +- |t - mu|, so ``level <= erf(k / sqrt 2)`` is exactly "the target lies
+    within k sigma"; for a multimodal mixture (left or right at a junction) the region is a union of intervals
+    and excludes the improbable middle, which a mean +- k std interval would not.
+    """
+    w, mu, s = _params(outputs)
+    t = np.asarray(targets, dtype=np.float64).reshape(-1)
+    if len(t) != len(w):
+        raise ValueError(f"{len(w)} outputs but {len(t)} targets")
+    dx = _GRID[1] - _GRID[0]
+    out = np.empty(len(t))
+    for i in range(len(t)):
+        f = _density(w[i], mu[i], s[i], _GRID)
+        ft = _density(w[i], mu[i], s[i], t[i : i + 1])[0]
+        out[i] = min(1.0, float(f[f > ft].sum() * dx))
+    return out
+
+
+def coverage(outputs: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] = (1, 2, 3)) -> dict[str, float]:
+    """Share of frames whose true steering lies inside the k-sigma region of the predicted mixture, k in ``ks``.
+
+    The k-sigma region is the highest-density region holding ``erf(k / sqrt 2)`` of the probability (68.3 %,
+    95.4 %, 99.7 %; see :func:`hdr_level`), so a calibrated model scores :data:`IDEAL_COVERAGE`. Returns
+    ``{"1": share, "2": share, "3": share}``, shares in [0, 1] (NaN when there are no frames).
+    """
+    level = hdr_level(outputs, targets)
+    return {str(k): (float((level <= math.erf(k / math.sqrt(2.0))).mean()) if len(level) else float("nan"))
+            for k in ks}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One mode of a mixture density: its location (steering units) and the probability of its basin."""
+
+    mean: float
+    weight: float
+
+
+def _cdf(x: float, w: np.ndarray, mu: np.ndarray, s: np.ndarray) -> float:
+    if x == -math.inf:
+        return 0.0
+    if x == math.inf:
+        return 1.0
+    return float(sum(wk * 0.5 * (1.0 + math.erf((x - m) / (sk * math.sqrt(2.0)))) for wk, m, sk in zip(w, mu, s)))
+
+
+def modes(output: np.ndarray, grid_step: float = 0.005) -> tuple[Mode, ...]:
+    """The modes of one frame's mixture density, heaviest first.
+
+    ``output`` float (3K,) raw gmm vector. A mode is a local maximum of the density (found on a grid of
+    ``grid_step`` over [-1.2, 1.2], where every mean lies); its ``weight`` is the probability between the
+    density minima on either side (the outermost basins extend to infinity), so the weights sum to 1. Two
+    components closer than their widths form one mode, as the density shows. ``weight`` is in [0, 1].
+    """
+    w, mu, s = (a[0] for a in _params(np.asarray(output).reshape(1, -1)))
+    x = np.arange(-1.2, 1.2 + grid_step / 2, grid_step)
+    f = _density(w, mu, s, x)
+    # local maxima (plateaus count once), minima between them
+    d = np.sign(np.diff(f))
+    for i in range(1, len(d)):  # carry the last slope over flat stretches
+        if d[i] == 0:
+            d[i] = d[i - 1]
+    peaks = [i + 1 for i in range(len(d) - 1) if d[i] > 0 and d[i + 1] < 0]
+    if d[0] < 0:
+        peaks.insert(0, 0)
+    if d[-1] > 0:
+        peaks.append(len(x) - 1)
+    if not peaks:
+        peaks = [int(np.argmax(f))]
+    bounds = [-math.inf]
+    for a, b in itertools.pairwise(peaks):
+        bounds.append(float(x[a + int(np.argmin(f[a : b + 1]))]))
+    bounds.append(math.inf)
+    found = [Mode(float(x[p]), _cdf(bounds[j + 1], w, mu, s) - _cdf(bounds[j], w, mu, s))
+             for j, p in enumerate(peaks)]
+    return tuple(sorted(found, key=lambda m: -m.weight))
+
+
+def significant_modes(output: np.ndarray, min_weight: float = SIGNIFICANT_WEIGHT) -> tuple[Mode, ...]:
+    """The modes of ``output`` (float (3K,)) whose weight is at least ``min_weight``, heaviest first."""
+    return tuple(m for m in modes(output) if m.weight >= min_weight)
+
+
+def side(steering: float, neutral: float = 0.0, band: float = 0.05) -> str:
+    """``"left"`` (below ``neutral - band``), ``"right"`` (above ``neutral + band``) or ``"straight"``."""
+    if steering < neutral - band:
+        return "left"
+    if steering > neutral + band:
+        return "right"
+    return "straight"
+
+
+def has_both_sides(found: tuple[Mode, ...], neutral: float = 0.0) -> bool:
+    """True when ``found`` holds a mode left of ``neutral`` and another right of it (the two branches of a T)."""
+    return any(m.mean < neutral for m in found) and any(m.mean > neutral for m in found)
+
+
+def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[str] | tuple[str, ...],
+                     branch: list[str] | tuple[str, ...], routed: bool, neutral: float = 0.0,
+                     band: float = 0.05, min_weight: float = SIGNIFICANT_WEIGHT) -> dict[str, object]:
+    """The junction figures of a navigation model on N labelled frames.
+
+    Args:
+        outputs: float (N, 3K) raw gmm vectors. targets: float (N,) true steering (positive = right).
+        junction: per frame ``""`` (plain road) or the junction kind (``"T"``, ``"cross"``, ``"fork"``).
+        branch: per frame the route's branch there (``"left"``, ``"straight"``, ``"right"``; ``""`` off junctions).
+        routed: the model sees the route: score the heaviest mode against the branch; else count modes.
+        neutral: the route-neutral steering (the straight-on command), steering units. band: half-width of
+            "straight" around it when judging a mode's side (:func:`side`).
+
+    Returns (shares in [0, 1], None when no frame qualifies; counts are ints):
+
+    - always: ``junction_frames``, ``road_frames``, ``road_one_mode_share`` (plain road frames with exactly one
+      significant mode), ``mean_significant_modes`` at junctions and on road;
+    - routed: ``route_mode_share``: of the junction frames where the branch is being taken (the true steering is
+      on the branch's side, :func:`side`; ``route_mode_frames`` of them), the share whose heaviest mode is on
+      that side too; ``route_mode_share_all`` the same over every junction frame (early in a junction zone the
+      ideal driver still steers straight, so even a perfect model scores below 1 there); ``per_kind`` the
+      decisive share per junction kind;
+    - unrouted: ``t_two_sided_share``: of the T-junction frames where the ideal driver is turning (true steering
+      off ``neutral`` by more than ``band``; ``t_turning_frames`` of them), the share with at least two
+      significant modes (weight >= ``min_weight``) on different sides of ``neutral``; ``t_two_sided_share_all``
+      the same over all ``t_frames``.
+    """
+    outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    t = np.asarray(targets, dtype=np.float64).reshape(-1)
+    if not (len(outputs) == len(t) == len(junction) == len(branch)):
+        raise ValueError("outputs, targets, junction and branch need one entry per frame")
+    sig = [significant_modes(o, min_weight) for o in outputs]
+    jn = [i for i, j in enumerate(junction) if j]
+    road = [i for i, j in enumerate(junction) if not j]
+
+    def share(idx: list[int], ok) -> float | None:
+        return float(np.mean([bool(ok(i)) for i in idx])) if idx else None
+
+    out: dict[str, object] = {
+        "junction_frames": len(jn), "road_frames": len(road),
+        "road_one_mode_share": share(road, lambda i: len(sig[i]) == 1),
+        "mean_significant_modes_junction": float(np.mean([len(sig[i]) for i in jn])) if jn else None,
+        "mean_significant_modes_road": float(np.mean([len(sig[i]) for i in road])) if road else None,
+        "significant_weight": min_weight,
+        "neutral_steering": neutral,
+    }
+    if routed:
+        def on_branch(i: int) -> bool:
+            return side(modes(outputs[i])[0].mean, neutral, band) == branch[i]
+
+        decisive = [i for i in jn if side(t[i], neutral, band) == branch[i]]
+        out["route_mode_frames"] = len(decisive)
+        out["route_mode_share"] = share(decisive, on_branch)
+        out["route_mode_share_all"] = share(jn, on_branch)
+        out["per_kind"] = {k: {"frames": len(idx), "route_mode_share": share(idx, on_branch)}
+                           for k in sorted({junction[i] for i in decisive})
+                           for idx in [[i for i in decisive if junction[i] == k]]}
+    else:
+        tee = [i for i in jn if junction[i] == "T"]
+        turning = [i for i in tee if side(t[i], neutral, band) != "straight"]
+        out["t_frames"] = len(tee)
+        out["t_turning_frames"] = len(turning)
+        out["t_two_sided_share"] = share(turning, lambda i: has_both_sides(sig[i], neutral))
+        out["t_two_sided_share_all"] = share(tee, lambda i: has_both_sides(sig[i], neutral))
+    return out

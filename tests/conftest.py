@@ -215,3 +215,34 @@ def venv_python(kind: str) -> str:
 def venv_env() -> dict[str, str]:
     """This process's environment without what would make another venv's python import from this one."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+# The slowest test files, slowest first (sums of their test times in `pytest -n 2 --dist loadfile --durations=0`
+# on this 2-core machine under load; the first four were 110-460 s each). `make test` runs `--dist loadfile
+# --no-loadscope-reorder`: each file stays on one worker (its module fixtures are built once) and the files are
+# handed out in collection order, so these start first and no long file is left to run alone at the end (with
+# xdist's own order, "most tests first", the robustness and pipeline files started last and ran alone). Files not
+# listed keep pytest's order after them; a stale list costs balance, never a test.
+SLOWEST_FILES = (
+    "test_robustness_models.py",  # mutation campaign (200 mutants x 3 stages), kill -9, full disk
+    "test_distribute.py",  # two real workers, twice; mirrored on two logical CPUs
+    "test_train.py",
+    "test_quantize_convert.py",
+    "test_export_bundle.py",
+    "test_runtime_models.py",
+    "test_train_steer.py",
+    "test_file_modes.py",  # every writing command, in process, under two umasks
+    "test_pipeline.py",  # one test: the pipeline four times
+    "test_segment.py",
+    "test_compare_cli.py",
+    "test_device_line.py",
+    "test_replay.py",
+    "test_steer_cli.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Put the tests of :data:`SLOWEST_FILES` first, in that order (a stable sort: within a file, and for every
+    other file, pytest's order is kept)."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -5,9 +5,10 @@ Two proofs that complement each other:
 
 * static, over the whole import graph (function-level imports included): the ``device-line`` and
   ``device-commands`` contracts in ``pyproject.toml``, checked by ``tests/test_layers.py``;
-* dynamic, here: ``classify``, ``steer``, ``inspect`` and ``benchmark`` run for real on shipped models, in a process
-  where importing tensorflow/keras raises (and is recorded even when the caller catches it), and at exit the
-  third-party packages that were loaded must be in :data:`ALLOWED_THIRD_PARTY`. This is Click's
+* dynamic, here: ``classify``, ``steer`` (also ``steer --route --pose`` with a navigate model), ``inspect`` and
+  ``benchmark`` run for real on shipped models, in a process where importing tensorflow/keras raises (and is
+  recorded even when the caller catches it), and at exit the third-party packages that were loaded must be in
+  :data:`ALLOWED_THIRD_PARTY`. This is Click's
   ``test_imports.py`` idea applied to whole commands. The same runs happen in the device venv (``make test``
   builds ``.venv-device`` with ``edgecnn[device]`` only).
 """
@@ -16,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -179,3 +183,45 @@ def test_segment_loads_only_allowed_packages(tmp_path):
         assert got["attempted"] == [], f"segment tried to import {got['attempted']}"
         extra = third_party(got["loaded"]) - ALLOWED_THIRD_PARTY
         assert not extra, f"segment loaded packages outside the device allow-list: {sorted(extra)}"
+
+
+def test_steer_route_loads_only_allowed_packages(tmp_path):
+    """``steer --route FILE --pose udp://...`` (route-conditioned navigation, added with issue 15) on a tiny
+    navigate model with poses streaming over UDP from this test, TensorFlow blocked; and in the device venv. The
+    map rasteriser, the route file reader and the pose source add no package to the allow-list."""
+    from nav_fixtures import sample_network, tiny_navigate_tflite
+
+    from edgecnn.navmap import save_route
+
+    model = tiny_navigate_tflite(tmp_path, routed=True, int8=True)
+    net, _left, right = sample_network()
+    route = save_route(tmp_path / "route.json", net, right)
+    video = write_video(tmp_path / "drive.mp4", 12, size=(160, 120))
+    pythons = [(sys.executable, None), (venv_python("device"), venv_env())]
+    for i, (python, env) in enumerate(pythons):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        done = threading.Event()
+
+        def send(port=port, done=done) -> None:
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            while not done.is_set():
+                tx.sendto(json.dumps({"x": 6.0, "y": -0.42, "heading": 0.0, "time": time.time()}).encode(),
+                          ("127.0.0.1", port))
+                time.sleep(0.02)
+            tx.close()
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        argv = ["steer", "--model", str(model), "--source", str(video), "--route", str(route), "--pose",
+                f"udp://127.0.0.1:{port}", "--max-frames", "8", "--trust-model"]
+        try:
+            got = _record(python, argv, tmp_path / f"steer-route{i}.json", env=env)
+        finally:
+            done.set()
+            sender.join(timeout=2)
+        assert got["attempted"] == [], f"steer --route tried to import {got['attempted']}"
+        extra = third_party(got["loaded"]) - ALLOWED_THIRD_PARTY
+        assert not extra, f"steer --route loaded packages outside the device allow-list: {sorted(extra)}"

@@ -22,12 +22,13 @@ def cli(data, out, count, seed, img_size, overwrite):
     DATA is a run folder (runs/NAME, written by `edgecnn train`: its split.json's train split and the model's
     input size are used) or an image folder (split as training splits it). Classes are sampled in proportion
     (steering: spread over the steering range); the test split is never used. Writes images.npy, targets.npy,
-    MANIFEST.json (sha256 of every item and of the set) and coverage.json, and prints the coverage report.
+    MANIFEST.json (sha256 of every item and of the set) and coverage.json, and prints the coverage report. A
+    navigation run (`--task navigate`) stores its second input too: maps.npy, the map rasters of the same frames.
     """
     from edgecnn.errors import DataError  # lazy: cli
-    from edgecnn.sizes import format_size, parse_size  # lazy: cli
     from edgecnn.quantize import calibration as cal  # lazy: cli
     from edgecnn.quantize.remembered import remember  # lazy: cli
+    from edgecnn.sizes import format_size, parse_size  # lazy: cli
     from edgecnn.train.run import is_run_folder  # lazy: cli
 
     if count <= 0:
@@ -53,7 +54,10 @@ def cli(data, out, count, seed, img_size, overwrite):
         path, coverage = cal.build(src, out, count=count, seed=seed, overwrite=overwrite, progress=progress)
     click.echo(coverage.text())
     manifest = cal.load_calibration(path).manifest
-    click.echo(f"wrote {path} ({manifest['count']} images, {format_size(src.input_width, src.input_height)}, sha256 {manifest['sha256'][:16]}...)")
+    maps = manifest.get("inputs", {}).get("map")
+    with_maps = (f" + {maps['shape'][0]}x{maps['shape'][1]} maps ({', '.join(maps['channels'])})" if maps else "")
+    click.echo(f"wrote {path} ({manifest['count']} images{with_maps}, {format_size(src.input_width, src.input_height)}, "
+               f"sha256 {manifest['sha256'][:16]}...)")
     if is_run_folder(data):
         remember(data, path)
         click.echo(f"{data} remembers this set: quantize, export and compare use it when --calibration is not given")

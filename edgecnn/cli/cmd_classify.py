@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -19,21 +20,92 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
         raise click.BadParameter(f"expected numbers separated by commas, got: {value!r}", param_hint=name) from None
 
 
+def _compose(*decorators: Callable) -> Callable:
+    """One decorator applying ``decorators`` as if stacked in this order above a function."""
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+    return apply
+
+
+# The options ``classify`` and ``segment`` share (also in this order in their --help).
+frames_options = _compose(
+    click.option("--source", "-s", "source", default=None,
+                 help="Camera index (0), /dev/videoN, rtsp/http URL, picamera2, video file, image, folder or glob."),
+    click.argument("images", nargs=-1, type=click.Path()),
+)
+runtime_options = _compose(
+    click.option("--every-frame", is_flag=True,
+                 help="Video files: process every frame instead of playing in real time."),
+    click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for the interpreter."),
+    click.option("--delegate", default="xnnpack", show_default=True,
+                 type=click.Choice(["xnnpack", "none", "edgetpu"]), help="Accelerator (edgetpu needs libedgetpu.so.1)."),
+)
+connection_options = _compose(
+    click.option("--reconnect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+                 help="Cameras/streams: give up after this many seconds without a frame."),
+    click.option("--trust-model", is_flag=True,
+                 help="Skip the check that loads the model in a sandboxed child process first (faster start)."),
+)
+
+
+def start_checks(model: str, source: str | None, images: tuple[str, ...], capture_size: str | None,
+                 trust_model: bool, threads: int | None, delegate: str) -> tuple[int, int] | None:
+    """What ``classify`` and ``segment`` check before loading the model: one of --source and IMAGE files,
+    ``--capture-size`` (returned as ``(width, height)``, or None), and, unless ``--trust-model``, that the model
+    loads in a sandboxed child process."""
+    from edgecnn.runtime.sandbox import check_model  # lazy: cli
+
+    if bool(source) == bool(images):
+        raise click.UsageError("give either --source S or one or more IMAGE files, not both and not neither")
+    requested = parse_size(capture_size, "--capture-size", minimum=16) if capture_size else None
+    if not trust_model:
+        check_model(model, threads=threads, delegate=delegate)
+    return requested
+
+
+def print_result(result, as_json: bool) -> None:
+    """One frame's result on stdout: its ``--json`` line (flushed, for pipes), else its readable line."""
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        sys.stdout.flush()
+    else:
+        click.echo(result.format())
+
+
+def _refuse_other_tasks(model: str) -> None:
+    """One line (ModelError, exit 2) for a model that is not a classifier: a steering, navigate or segment model
+    (their outputs are no class scores; a navigate model also needs a route map), with the command that runs it."""
+    from edgecnn.errors import ModelError  # lazy: cli
+    from edgecnn.runtime.interpreter import read_model_bytes  # lazy: cli
+    from edgecnn.runtime.metadata import read_contract  # lazy: cli
+    from edgecnn.runtime.pilots import steering_kind  # lazy: cli
+
+    data = read_model_bytes(model)
+    task = getattr(read_contract(data), "task", None)
+    if task == "navigate":
+        raise ModelError(f"{model} is a navigate model (camera + route map); run it with edgecnn steer --route FILE "
+                         "--pose SOURCE")
+    if task == "segment":  # its output is a class map, not one score per class
+        raise ModelError(f"{model} is a 'segment' model; classify needs a classifier (use `edgecnn segment "
+                         "--model ...` for this one)")
+    kind = steering_kind(data)
+    if kind is not None:  # a steering output is not a class score: refuse instead of printing class "0"
+        raise ModelError(f"{model} is a steering model ({kind}); classify needs a classifier; drive with "
+                         f"`edgecnn steer --model {model} --source ...`")
+
+
 @click.command("classify")
 @click.option("--model", "-m", "model", required=True, type=click.Path(),
               help="The .tflite model, or a bundle folder (its model_int8.tflite).")
-@click.option("--source", "-s", "source", default=None,
-              help="Camera index (0), /dev/videoN, rtsp/http URL, picamera2, video file, image, folder or glob.")
-@click.argument("images", nargs=-1, type=click.Path())
+@frames_options
 @click.option("--top-k", "-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes per frame.")
 @click.option("--max-frames", "-n", default=None, type=click.IntRange(min=1), help="Stop after N frames.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per frame on stdout (summary on stderr).")
 @click.option("--show", is_flag=True, help="Show an annotated window (needs a GUI build of OpenCV).")
 @click.option("--record", default=None, type=click.Path(dir_okay=False), help="Write the annotated video (.mp4).")
-@click.option("--every-frame", is_flag=True, help="Video files: process every frame instead of playing in real time.")
-@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for the interpreter.")
-@click.option("--delegate", default="xnnpack", show_default=True,
-              type=click.Choice(["xnnpack", "none", "edgetpu"]), help="Accelerator (edgetpu needs libedgetpu.so.1).")
+@runtime_options
 @click.option("--labels", default=None, type=click.Path(dir_okay=False),
               help="Labels file for a model without an edgecnn contract ('index label' lines or one per line).")
 @click.option("--mean", default=None, help="Normalisation mean (pixel 0..255), one value or one per channel: 127.5")
@@ -44,10 +116,7 @@ def _floats(value: str | None, name: str) -> tuple[float, ...] | None:
 @click.option("--capture-size", default=None, metavar="WxH",
               help="Cameras: open at this size (e.g. 160x120). Default: the size of the model's training frames "
                    "when its contract records it, else the smallest common mode covering the model's input.")
-@click.option("--reconnect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Cameras/streams: give up after this many seconds without a frame.")
-@click.option("--trust-model", is_flag=True,
-              help="Skip the check that loads the model in a sandboxed child process first (faster start).")
+@connection_options
 @click.option("--serve", default=None, metavar="[HOST:]PORT",
               help="Serve a live page (camera + top classes) on [HOST:]PORT (default host 127.0.0.1; any other "
                    "host prints a token every request needs).")
@@ -67,38 +136,15 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
     """
     from edgecnn.runtime.classify import classify_stream  # lazy: cli
     from edgecnn.runtime.predictor import ContractOptions, Predictor  # lazy: cli
-    from edgecnn.runtime.sandbox import check_model  # lazy: cli
-    from edgecnn.runtime.sources import (  # lazy: cli
-        capture_note,
-        capture_reason,
-        choose_capture_size,
-        open_images,
-        open_source,
-    )
+    from edgecnn.runtime.sources import open_for_model  # lazy: cli
 
-    if bool(source) == bool(images):
-        raise click.UsageError("give either --source S or one or more IMAGE files, not both and not neither")
-    requested = parse_size(capture_size, "--capture-size", minimum=16) if capture_size else None
-    if not trust_model:
-        check_model(model, threads=threads, delegate=delegate)
+    requested = start_checks(model, source, images, capture_size, trust_model, threads, delegate)
     options = ContractOptions(
         labels=labels, mean=_floats(mean, "--mean"), std=_floats(std, "--std"), input_range=input_range,
         color_order=None if rgb is None else ("RGB" if rgb else "BGR"),
     )
-    from edgecnn.runtime.pilots import steering_kind  # lazy: cli
-
-    kind = steering_kind(model)
-    if kind is not None:  # a steering output is not a class score: refuse instead of printing class "0"
-        from edgecnn.errors import ModelError  # lazy: cli
-
-        raise ModelError(f"{model} is a steering model ({kind}); classify needs a classifier; drive with "
-                         f"`edgecnn steer --model {model} --source ...`")
+    _refuse_other_tasks(model)
     predictor = Predictor(model, threads=threads, delegate=delegate, options=options)
-    if predictor.contract.task == "segment":  # its output is a class map, not one score per class
-        from edgecnn.errors import ModelError  # lazy: cli
-
-        raise ModelError(f"{model} is a 'segment' model; classify needs a classifier (use `edgecnn segment "
-                         "--model ...` for this one)")
 
     def warn(msg: str) -> None:
         click.echo(msg, err=True)
@@ -110,23 +156,13 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
         from edgecnn.runtime.live.tap import FrameTap, publish_classification  # lazy: cli
 
         view = LiveView.start(parse_serve(serve), kind="classify", title=str(model), announce=warn)
-    c = predictor.contract
-    asked = choose_capture_size(requested, c.source_size, (c.input_width, c.input_height))
-    src = open_images(list(images), warn=warn) if images else open_source(
-        source, every_frame=every_frame, give_up_s=reconnect_timeout, warn=warn, capture_size=asked
-    )
-    note = capture_note(src, asked, capture_reason(requested, c.source_size))
-    if note:
-        warn(note)
+    src = open_for_model(predictor.contract, source, images, every_frame=every_frame, give_up_s=reconnect_timeout,
+                         warn=warn, capture_size=requested)
     if view is not None:
         src = tap = FrameTap(src)
 
     def emit(result) -> None:
-        if as_json:
-            sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-            sys.stdout.flush()
-        else:
-            click.echo(result.format())
+        print_result(result, as_json)
         if view is not None:
             publish_classification(view, tap, result)
 

@@ -44,12 +44,16 @@ def cli(run, models, data, calibration, precisions, threads, runs, warmup, limit
             calibration = str(remembered)
             click.echo(f"calibration: {calibration} (remembered by {run})", err=True)
     import_tensorflow()
-    report = compare(
-        run, tuple(models), data=data, calibration=calibration,
-        precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), threads=threads, runs=runs,
-        warmup=warmup, limit=limit or None, variants_dir=f"{out}/variants" if out else None,
-        closed_loop=closed_loop, log=lambda m: click.echo(m, err=True),
-    )
+    bars = _Bars()
+    try:
+        report = compare(
+            run, tuple(models), data=data, calibration=calibration,
+            precisions=tuple(p.strip() for p in precisions.split(",") if p.strip()), threads=threads, runs=runs,
+            warmup=warmup, limit=limit or None, variants_dir=f"{out}/variants" if out else None,
+            closed_loop=closed_loop, log=lambda m: click.echo(m, err=True), progress=bars,
+        )
+    finally:
+        bars.close()
     if out:
         files = write_report(report, out)
     if as_json:
@@ -59,3 +63,31 @@ def cli(run, models, data, calibration, precisions, threads, runs, warmup, limit
     if out:
         # with --json, stdout stays pure JSON for scripts
         click.echo(f"report: {files['md']}  plot: {files['plot']}", err=as_json)
+
+
+class _Bars:
+    """compare's progress as click progress bars on stderr, one per phase ("building" the variants, "measuring"
+    them), the current variant shown beside the bar (on a terminal; elsewhere each phase's label once)."""
+
+    def __init__(self) -> None:
+        self._phase: str | None = None
+        self._bar = None
+
+    def __call__(self, phase: str, done: int, total: int, item: str) -> None:
+        if phase != self._phase:
+            self.close()
+            self._phase = phase
+            self._bar = click.progressbar(length=max(total, 1), label=f"{phase:<9}", show_pos=True,
+                                          item_show_func=lambda v: v, file=click.get_text_stream("stderr"))
+            self._bar.__enter__()
+        bar = self._bar
+        bar.current_item = item or None  # the variant about to start
+        bar.update(done - bar.pos) if done > bar.pos else bar.render_progress()
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+        self._phase = None

@@ -16,7 +16,9 @@ import click
 def cli(model: str, as_json: bool, memory_limit: int, timeout: float) -> None:
     """Show a .tflite model's inputs/outputs, ops, size, parameters, MACs, precision and contract.
 
-    MODEL is a .tflite file or a bundle folder (its model_int8.tflite).
+    MODEL is a .tflite file or a bundle folder (its model_int8.tflite). A route-conditioned (navigate) model shows
+    both inputs (image and map) and what its map is: size, channels and their meaning, extent, where the car
+    sits, and the pose noise it was trained with.
 
     \b
     Example:

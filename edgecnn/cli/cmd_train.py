@@ -56,6 +56,9 @@ def _size_help() -> str:
 @click.option("--head", type=click.Choice(head_choices()), default=DEFAULTS["head"], show_default=True, help="Steering head.")
 @click.option("--components", default=DEFAULTS["components"], show_default=True, help="Mixture components for --head gmm.")
 @click.option("--throttle", is_flag=True, default=DEFAULTS["throttle"], help="Steering models also predict throttle.")
+@click.option("--unrouted", is_flag=True, default=not DEFAULTS["routed"],
+              help="--task navigate: the map shows the roads only (no route channel); the mixture must then show "
+                   "every branch at a junction. Default: routed (roads + route).")
 @click.option("--overwrite", is_flag=True, help="Delete OUT and train from scratch.")
 @click.option("--force", is_flag=True,
               help=f"Train even on data under the floor (fewer than {MIN_PER_CLASS} images in a class); the "
@@ -75,11 +78,12 @@ def _size_help() -> str:
 @click.option("--dump-weights", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Write this process's final weights to an .npz (tests).")
 def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augment, input_range, head, components, throttle,
-        overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
+        unrouted, overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
     """Train a compact CNN on DATA and write a run folder.
 
     DATA is an image folder (one sub-folder per class) for classification, or a steering data set (Donkey Car
-    tub, CSV, or `edgecnn data roads` output) for `--task steer`. Re-running the same command after an
+    tub, CSV, or `edgecnn data roads` output) for `--task steer`, or `edgecnn data roads --networks` output for
+    `--task navigate` (camera + map, routed by default, `--unrouted` for the roads-only map). Re-running the same command after an
     interruption resumes where it stopped.
 
     Several GPUs: `--strategy mirrored`. Several hosts: run the same command on every host with `--strategy
@@ -93,7 +97,7 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
     config = TrainConfig(
         data=data, out=out, arch=arch, task=task, img_size=parse_size(img_size) if img_size else None, epochs=epochs,
         batch=batch, seed=seed, lr=lr, patience=patience, augment=augment, input_range=input_range, head=head,
-        components=components, throttle=throttle, cache_dir=cache_dir,
+        components=components, throttle=throttle, cache_dir=cache_dir, routed=not unrouted,
     )
     try:
         result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist, force=force)
@@ -109,3 +113,12 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
         click.echo(f"{out} is already trained (use --overwrite to retrain).")
     shown = {k: v for k, v in m.items() if isinstance(v, (int, float))}
     click.echo(f"run: {result.run_dir}  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    if isinstance(m.get("coverage"), dict):  # a mixture model: its calibration against the Gaussian ideal
+        ideal = m.get("coverage_ideal", {})
+        click.echo("coverage within 1/2/3 sigma: " + " / ".join(
+            f"{m['coverage'][k]:.3f} (ideal {ideal.get(k, float('nan')):.3f})" for k in ("1", "2", "3")))
+    j = m.get("junctions")
+    if isinstance(j, dict):
+        figures = {k: v for k, v in j.items() if k.endswith("_share") and v is not None}
+        click.echo("junctions: " + "  ".join(f"{k}={v:.3f}" for k, v in figures.items())
+                   + f"  (junction frames {j.get('junction_frames')}, road frames {j.get('road_frames')})")

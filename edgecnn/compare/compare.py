@@ -14,11 +14,16 @@ from edgecnn.compare import measure
 from edgecnn.compare.testdata import calibration_overlap, select_test_data
 from edgecnn.compare.variants import PRECISIONS, Variant, build_variants, precision_of
 from edgecnn.errors import ModelError
+from edgecnn.export.model_card import run_warnings
 from edgecnn.runtime.environment import describe_environment
 from edgecnn.runtime.model_policy import ModelPolicy
 from edgecnn.runtime.precision import KERAS_REFERENCE
 from edgecnn.sim.simulate import SimConfig, simulate
 from edgecnn.train.run import load_run
+
+# ``progress(phase, done, total, item)``: called before each step of a phase (``"building"`` the variants,
+# ``"measuring"`` them) with the item about to start, and once with ``done == total`` when the phase ends.
+Progress = Callable[[str, int, int, str], None]
 
 # The metric a report ranks variants by (the plot's y axis), per task.
 PRIMARY_METRIC = {"classify": "top1", "steer": "mae", "segment": "miou"}
@@ -47,7 +52,8 @@ class Row:
 
 @dataclass(frozen=True)
 class CompareReport:
-    """Everything ``edgecnn compare`` measured."""
+    """Everything ``edgecnn compare`` measured. ``warnings``: what training warned about the run's data and
+    model (``metrics.json["warnings"]``), shown with the table; ``notes``: what compare itself found."""
 
     run: str
     task: str
@@ -57,6 +63,7 @@ class CompareReport:
     environment: dict[str, Any]
     settings: dict[str, Any]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = field(default_factory=tuple)
 
     def row(self, name: str) -> Row | None:
         return next((r for r in self.rows if r.variant == name), None)
@@ -64,13 +71,14 @@ class CompareReport:
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "task": self.task, "primary_metric": self.primary_metric, "test": self.test,
                 "environment": self.environment, "settings": self.settings, "notes": list(self.notes),
-                "rows": [r.to_dict() for r in self.rows]}
+                "warnings": list(self.warnings), "rows": [r.to_dict() for r in self.rows]}
 
 
 def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str | None = None,
             calibration: str | None = None, precisions: tuple[str, ...] = PRECISIONS, threads: int | None = 1,
             runs: int = 200, warmup: int = 20, limit: int | None = 500, variants_dir: str | Path | None = None,
-            closed_loop: int = 0, log: Callable[[str], None] = lambda m: None) -> CompareReport:
+            closed_loop: int = 0, log: Callable[[str], None] = lambda m: None,
+            progress: Progress | None = None) -> CompareReport:
     """Measure the Keras reference, the TFLite variants built from ``run_dir`` and any ``extra_models``.
 
     Args:
@@ -80,6 +88,8 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
         precisions: which TFLite precisions to build. threads, runs, warmup: latency settings.
         limit: at most this many test frames (evenly spaced). variants_dir: where built models go
             (default ``RUN/variants``). closed_loop: for steering, also drive this many simulated roads.
+        log: one-line messages. progress: see :data:`Progress` (the per-variant messages then go to it, not
+            to ``log``).
     """
     run = load_run(run_dir)
     contract = run.contract
@@ -96,7 +106,8 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
             raise ModelError(f"model not found: {p}")
         given.append(Variant(p.name, precision_of(p), p, "given"))
     vdir = Path(variants_dir) if variants_dir else run.root / "variants"
-    built, build_notes = build_variants(run.root, calibration, vdir, precisions, log)
+    built, build_notes = build_variants(run.root, calibration, vdir, precisions, log,
+                                        (lambda i, n, item: progress("building", i, n, item)) if progress else None)
     notes += build_notes
     variants = [Variant("keras", KERAS_REFERENCE, run.model_path, "reference"), *built, *given]
 
@@ -105,8 +116,11 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
     with tempfile.TemporaryDirectory(prefix="edgecnn-compare-") as tmp:
         input_file = Path(tmp) / "input.npy"
         np.save(input_file, test.inputs[0])
-        for v in variants:
-            log(f"measuring {v.name}")
+        for i, v in enumerate(variants):
+            if progress:
+                progress("measuring", i, len(variants), v.name)
+            else:
+                log(f"measuring {v.name}")
             if v.origin == "reference":
                 raw = ref
                 lat = measure.keras_latency(v.path, input_file, runs=max(20, runs // 4), warmup=warmup)
@@ -123,14 +137,16 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
                 latency_ms={k: lat[k] for k in ("p50", "p90", "p99", "mean")}, throughput=lat["throughput"],
                 peak_memory_mb=lat["peak_memory_mb"], closed_loop=loop,
             ))
+        if progress:
+            progress("measuring", len(variants), len(variants), "")
     env = describe_environment().to_dict() | {"threads": threads}
     return CompareReport(
         run=str(run.root), task=contract.task, primary_metric=PRIMARY_METRIC[contract.task],
         rows=tuple(rows),
-        test={"source": test.source, "count": int(len(test.targets)), "calibration": calibration,
+        test={"source": test.source, "count": len(test.targets), "calibration": calibration,
               "calibration_overlap": overlap, "disjoint_from_calibration": None if overlap is None else overlap == 0},
         environment=env, settings={"runs": runs, "warmup": warmup, "threads": threads, "limit": limit},
-        notes=tuple(notes),
+        notes=tuple(notes), warnings=tuple(run_warnings(run.metrics)),
     )
 
 

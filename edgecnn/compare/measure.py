@@ -45,7 +45,7 @@ def task_metrics(raw: np.ndarray, targets: np.ndarray, contract: Contract) -> di
         m = segmentation_metrics(segmentation_confusion(class_maps(raw, contract), targets, len(contract.labels)),
                                  contract.labels)
         return {"miou": m["test_mean_iou"], "pixel_accuracy": m["test_pixel_accuracy"],
-                "iou_per_class": m["iou_per_class"], "count": int(len(targets))}
+                "iou_per_class": m["iou_per_class"], "count": len(targets)}
     if contract.task == "classify":
         m = classification_metrics(raw, targets, contract.labels)
         return {"top1": m["test_accuracy"], "top5": m["test_top5_accuracy"], "count": m["test_count"]}

@@ -72,10 +72,11 @@ def format_table(report: CompareReport) -> str:
     e = report.environment
     out = [f"{report.task} comparison of {report.run} on {report.test['count']} test frames ({report.test['source']})",
            line(head), line(["-" * w for w in widths]), *[line(r) for r in rows],
-           f"environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('threads')} thread(s), "
-           f"{e.get('runtime')} {e.get('runtime_version')}, numpy {e.get('numpy')}, {e.get('date')}",
+           (f"environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('threads')} thread(s), "
+           f"{e.get('runtime')} {e.get('runtime_version')}, numpy {e.get('numpy')}, {e.get('date')}"),
            "latency: batch 1, warm-up excluded, each variant in its own process; 'x fp32' = fp32 p50 / this p50"]
     out += per_class_iou_lines(report)
+    out += [f"WARNING (training): {w}" for w in report.warnings]
     disjoint = report.test.get("disjoint_from_calibration")
     if disjoint is True:
         out.append("test frames are disjoint from the calibration set")
@@ -96,14 +97,15 @@ def per_class_iou_lines(report: CompareReport) -> list[str]:
 
 def markdown(report: CompareReport) -> str:
     head, rows = table_rows(report)
-    md = [f"# {report.task} comparison", "", f"Run: `{report.run}`; test data: {report.test['count']} frames from "
-          f"{report.test['source']}.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md = [f"# {report.task} comparison", "", (f"Run: `{report.run}`; test data: {report.test['count']} frames from "
+          f"{report.test['source']}."), "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     e = report.environment
-    md += ["", f"Environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('threads')} thread(s), "
+    md += ["", (f"Environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('threads')} thread(s), "
            f"{e.get('runtime')} {e.get('runtime_version')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
-           f"{e.get('date')}.", "", "![accuracy against latency](accuracy_latency.png)", ""]
+           f"{e.get('date')}."), "", "![accuracy against latency](accuracy_latency.png)", ""]
     md += [ln.strip() if i == 0 else f"- {ln.strip()}" for i, ln in enumerate(per_class_iou_lines(report))]
+    md += [f"- **Warning (training):** {w}" for w in report.warnings]
     md += [f"- {n}" for n in report.notes]
     return "\n".join(md) + "\n"
 

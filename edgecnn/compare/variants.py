@@ -6,10 +6,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecnn.atomic import write_bytes
 from edgecnn.errors import EdgecnnError
-from edgecnn.quantize.convert import PRECISIONS
-from edgecnn.quantize.pipeline import quantize_run
+from edgecnn.quantize.convert import PRECISIONS, convert
+from edgecnn.quantize.keras_model import load_keras_model
+from edgecnn.quantize.pipeline import contract_with_quantization, quantize_run
 from edgecnn.runtime.inspect import read_model_info
+from edgecnn.runtime.metadata import embed_contract
+from edgecnn.train.run import load_run
+
+# Precisions that need no calibration set: built straight from the Keras model when none is given.
+FLOAT_PRECISIONS = ("fp32", "fp16", "dynamic")
 
 
 @dataclass(frozen=True)
@@ -31,28 +38,56 @@ class Variant:
 
 
 def build_variants(run_dir: Path, calibration: str | None, out_dir: Path, precisions: tuple[str, ...],
-                   log: Callable[[str], None]) -> tuple[list[Variant], list[str]]:
+                   log: Callable[[str], None],
+                   progress: Callable[[int, int, str], None] | None = None) -> tuple[list[Variant], list[str]]:
     """Build (or reuse, when newer than the model) ``out_dir/model_<p>.tflite`` for each precision.
+
+    fp32, fp16 and dynamic need no calibration set: without ``calibration`` they are converted straight from
+    the run's Keras model (with its contract embedded, as ``edgecnn quantize`` does). int8 and int16x8 need
+    one. ``progress(done, total, name)`` is called before each precision (and once at the end with
+    ``done == total``); without it each build is logged.
 
     Returns the variants and notes about the ones that could not be built (int8 without a calibration set).
     """
     notes: list[str] = []
     variants: list[Variant] = []
-    model_mtime = (run_dir / "model.keras").stat().st_mtime
     for p in precisions:
         if p not in PRECISIONS:
             raise EdgecnnError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
-        if not calibration:
+    model_mtime = (run_dir / "model.keras").stat().st_mtime
+    keras_model = None
+    for i, p in enumerate(precisions):
+        if progress:
+            progress(i, len(precisions), p)
+        if not calibration and p not in FLOAT_PRECISIONS:
             notes.append(f"{p}: not built (needs --calibration)")
             continue
         path = out_dir / f"model_{p}.tflite"
         if path.is_file() and path.stat().st_mtime >= model_mtime:
-            log(f"reusing {path}")
+            if not progress:
+                log(f"reusing {path}")
         else:
-            log(f"building {p}")
-            quantize_run(run_dir, calibration, p, path)
+            if not progress:
+                log(f"building {p}")
+            if calibration:
+                quantize_run(run_dir, calibration, p, path)
+            else:
+                keras_model = keras_model or load_keras_model(run_dir / "model.keras")
+                build_float(run_dir, keras_model, p, path)
         variants.append(Variant(p, precision_of(path), path, "built"))
+    if progress:
+        progress(len(precisions), len(precisions), "")
     return variants, notes
+
+
+def build_float(run_dir: Path, model, precision: str, out: Path) -> Path:
+    """``out``: the run's Keras ``model`` converted to a float ``precision`` (fp32, fp16, dynamic), no
+    calibration set, the run's contract embedded with the file's precision and I/O (written atomically)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = convert(model, precision)
+    contract = contract_with_quantization(load_run(run_dir).contract, read_model_info(data), None)
+    write_bytes(out, embed_contract(data, contract))
+    return out
 
 
 def precision_of(path: Path) -> str:

@@ -31,8 +31,8 @@ from edgecnn.errors import DataError, OutputError
 from edgecnn.sim.bicycle import CarParams, Pose
 from edgecnn.sim.camera import Camera
 from edgecnn.sim.pursuit import pure_pursuit
-from edgecnn.sim.render import LABEL_CLASSES, build_scene, render, render_labels
-from edgecnn.sim.road import DATA_STREAM, SIM_STREAM, make_road, road_rng  # noqa: F401  (SIM_STREAM, road_rng re-exported)
+from edgecnn.sim.render import LABEL_CLASSES, Scene, build_scene, render, render_labels
+from edgecnn.sim.road import DATA_STREAM, SIM_STREAM, Road, make_road, road_rng  # noqa: F401  (SIM_STREAM, road_rng re-exported)
 
 FORMAT = "edgecnn-roads-1"
 # The defaults are the ones measured to drive: few frames per road give many different scenes (lighting, surfaces,
@@ -40,6 +40,45 @@ FORMAT = "edgecnn-roads-1"
 # `edgecnn train OUT --task steer` at its defaults, pilotnet drove 20 unseen roads with autonomy 1.00 int8.
 DEFAULT_FRAMES = 8000
 DEFAULT_PER_ROAD = 4
+JPEG = (cv2.IMWRITE_JPEG_QUALITY, 95)  # as a Donkey Car records
+
+
+def write_image(folder: Path, name: str, image: np.ndarray, params: tuple[int, ...] = ()) -> None:
+    """Write ``image`` (uint8, OpenCV channel order) to ``folder / name``; OutputError when it cannot."""
+    if not cv2.imwrite(str(folder / name), image, list(params)):
+        raise OutputError(f"cannot write {folder / name} (disk full?)")
+
+
+def write_labels(path: Path, header: list[str] | tuple[str, ...], rows: list) -> None:
+    """``labels.csv``: the header row, then ``rows`` (``\n`` line ends, UTF-8)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def random_view(rng: np.random.Generator, road: Road, s: float, scene: Scene, width: int,
+                height: int) -> tuple[Pose, Camera, tuple[np.ndarray, float]]:
+    """A training view at arc length ``s`` (m) of ``road``: the car's pose (a lateral offset, 1 sigma 0.45
+    half-widths, and a heading error, 1 sigma 0.15 rad, both clipped), the camera (``width`` x ``height``
+    pixels; field of view, height, pitch and roll jittered) and the frame's lighting (``scene``'s gain and gamma
+    varied), as :func:`~edgecnn.sim.render.render` takes them. Off-centre poses teach recovery."""
+    x, y, h = road.pose_at(s)
+    hw = road.half_width
+    offset = float(np.clip(rng.normal(0, 0.45 * hw), -1.1 * hw, 1.1 * hw))
+    heading_err = float(np.clip(rng.normal(0, 0.15), -0.45, 0.45))
+    pose = Pose(x - offset * math.sin(h), y + offset * math.cos(h), h + heading_err)
+    cam = Camera(
+        width=width,
+        height=height,
+        hfov_deg=float(rng.uniform(112, 128)),
+        mount_height=float(rng.uniform(0.17, 0.23)),
+        pitch_deg=float(rng.uniform(9, 15)),
+        roll_deg=float(rng.normal(0, 1.5)),
+    )
+    light = (scene.gain * rng.uniform(0.8, 1.2, 3).astype(np.float32), scene.gamma * float(rng.uniform(0.9, 1.1)))
+    return pose, cam, light
 
 
 def generate(
@@ -81,37 +120,18 @@ def generate(
             road = make_road(rng, length=max(6.0, 0.3 * count))
             scene = build_scene(road, rng, labels=masks)
             for s in np.sort(rng.uniform(0.0, road.length, count)):
-                x, y, h = road.pose_at(float(s))
-                hw = road.half_width
-                offset = float(np.clip(rng.normal(0, 0.45 * hw), -1.1 * hw, 1.1 * hw))
-                heading_err = float(np.clip(rng.normal(0, 0.15), -0.45, 0.45))
-                pose = Pose(x - offset * math.sin(h), y + offset * math.cos(h), h + heading_err)
-                cam = Camera(
-                    width=width,
-                    height=height,
-                    hfov_deg=float(rng.uniform(112, 128)),
-                    mount_height=float(rng.uniform(0.17, 0.23)),
-                    pitch_deg=float(rng.uniform(9, 15)),
-                    roll_deg=float(rng.normal(0, 1.5)),
-                )
-                light = (scene.gain * rng.uniform(0.8, 1.2, 3).astype(np.float32), scene.gamma * float(rng.uniform(0.9, 1.1)))
+                pose, cam, light = random_view(rng, road, float(s), scene, width, height)
                 frame = render(scene, pose, cam, car, rng=rng, light=light)
                 name = f"images/{len(rows):06d}.jpg"
-                if not cv2.imwrite(str(tmp / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 95]):
-                    raise OutputError(f"cannot write {tmp / name} (disk full?)")
+                write_image(tmp, name, frame, JPEG)
                 if masks:
                     mask_name = f"masks/{len(rows):06d}.png"
-                    if not cv2.imwrite(str(tmp / mask_name), render_labels(scene, pose, cam, car)):
-                        raise OutputError(f"cannot write {tmp / mask_name} (disk full?)")
+                    write_image(tmp, mask_name, render_labels(scene, pose, cam, car))
                 steering = pure_pursuit(road, pose, car, hint_s=float(s))
                 rows.append((name, round(steering, 6)))
                 if progress:
                     progress(len(rows), n)
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["image", "steering"])
-        writer.writerows(rows)
-        (tmp / "labels.csv").write_text(buf.getvalue(), encoding="utf-8")
+        write_labels(tmp / "labels.csv", ["image", "steering"], rows)
         meta = {
             "format": FORMAT,
             "frames": len(rows),

@@ -18,7 +18,7 @@ Test metrics are measured on the run's test split, which never overlaps the cali
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +34,22 @@ from edgecnn.export.c_array import parse_c_array, to_c_array
 from edgecnn.export.edgetpu import EdgeTpuReport, readiness
 from edgecnn.export.micro_check import MicroCheck, check
 from edgecnn.labels import format_labels
+from edgecnn.mixture import junction_metrics
 from edgecnn.quantize.calibration import in_calibration
-from edgecnn.quantize.convert import PRECISIONS, convert
+from edgecnn.quantize.convert import PRECISIONS, convert, input_names
 from edgecnn.quantize.fidelity import FidelityReport, layer_report
 from edgecnn.quantize.pipeline import Prepared, check_writable, finish_model, prepare
 from edgecnn.runtime.evaluate import (
+    IMAGE_INPUT,
+    MAP_INPUT,
+    Inputs,
     class_maps,
-    load_inputs,
+    load_model_inputs,
     predict,
     score_outputs,
     steering_of,
+    take,
+    tensor_input_name,
 )
 from edgecnn.runtime.inspect import ModelInfo
 from edgecnn.runtime.metadata import read_contract
@@ -63,16 +69,20 @@ class EvalSplit:
     """The run's test split as model inputs, minus images that are also in the calibration set.
 
     Attributes:
-        inputs: ``float32 N x h x w x c`` normalised model inputs.
+        inputs: ``float32 N x h x w x c`` normalised model inputs (navigation: ``{"image", "map"}`` arrays).
         targets: ``int64 N`` class indexes (classify) or ``float32 N`` steering values (steer).
         paths: the N image files, in order.
         excluded: test images left out because they are also in the calibration set.
+        junction, branch: navigation runs: per frame the junction kind (``""`` on plain road) and the route's
+            branch; empty otherwise.
     """
 
-    inputs: np.ndarray
+    inputs: Inputs
     targets: np.ndarray
     paths: tuple[str, ...]
     excluded: int
+    junction: tuple[str, ...] = ()
+    branch: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,7 +246,10 @@ def load_test_split(prep: Prepared, log: Log) -> EvalSplit:
     # segment: the targets are the class masks at the model's input size (nearest-neighbour), not the group
     targets = (np.stack([load_target_mask(p, c) for p in paths]) if c.task == "segment"
                else np.asarray([i.target for i in kept]))
-    return EvalSplit(load_inputs(list(paths), c), targets, paths, excluded)
+    inputs = load_model_inputs(list(paths), c, [i.map or "" for i in kept])
+    nav = c.task == "navigate"
+    return EvalSplit(inputs, targets, paths, excluded, tuple(i.junction for i in kept) if nav else (),
+                     tuple(i.branch for i in kept) if nav else ())
 
 
 def convert_step(prep: Prepared, precisions: Sequence[str], io: str, log: Log) -> Converted:
@@ -259,13 +272,21 @@ def score_step(prep: Prepared, conv: Converted, test: EvalSplit, log: Log) -> Sc
     """Run Keras, the fp32 reference and every exported model on the test split and score them."""
     contract = prep.run.contract
     log("scoring the float model (Keras, fp32 TFLite) and the exported models on the test split")
-    keras_out = np.asarray(prep.model.predict(test.inputs, batch_size=32, verbose=0), dtype=np.float32)
+    keras_out = np.asarray(prep.model.predict(keras_inputs(prep.model, test.inputs), batch_size=32, verbose=0),
+                           dtype=np.float32)
     keras_out = keras_out.reshape(len(keras_out), -1)  # a class map flattened like the TFLite outputs
     fp32_out = predict(conv.fp32_reference, test.inputs)
     exported = {p: predict(data, test.inputs) for p, data in conv.models.items()}
-    metrics: dict[str, dict[str, Any]] = {"float_keras": score_outputs(keras_out, test.targets, contract).to_dict()}
+    def scored(out: np.ndarray) -> dict[str, Any]:
+        d = score_outputs(out, test.targets, contract).to_dict()
+        if test.junction:  # navigation: the junction figures of metrics.json, for every exported model too
+            d["junctions"] = junction_metrics(out, test.targets, test.junction, test.branch,
+                                              routed=bool(contract.map.get("routed")))
+        return d
+
+    metrics: dict[str, dict[str, Any]] = {"float_keras": scored(keras_out)}
     for p, out in exported.items():
-        metrics[f"model_{p}.tflite"] = score_outputs(out, test.targets, contract).to_dict()
+        metrics[f"model_{p}.tflite"] = scored(out)
     return Scores(keras_out, fp32_out, exported, metrics)
 
 
@@ -327,14 +348,21 @@ def edgetpu_step(int8: bytes, log: Log) -> EdgeTpuStep:
     return EdgeTpuStep(report, compiled)
 
 
-def c_array_step(int8: bytes, inputs: np.ndarray, log: Log, samples: int = 20) -> CArrayStep:
+def keras_inputs(model, inputs: Inputs):
+    """``inputs`` as a Keras model takes them: the array, or for named inputs a list in the model's input order."""
+    if isinstance(inputs, Mapping):
+        return [inputs[n] for n in input_names(model)]
+    return inputs
+
+
+def c_array_step(int8: bytes, inputs: Inputs, log: Log, samples: int = 20) -> CArrayStep:
     """The int8 model as C source (its round trip checked) and a run of ``samples`` test ``inputs`` (``float32
-    N x h x w x c``) in the tflite-micro interpreter against LiteRT."""
+    N x h x w x c``, or named arrays) in the tflite-micro interpreter against LiteRT."""
     header, source = to_c_array(int8, "g_model_int8", "model_int8_data.h")
     if parse_c_array(source) != int8:
         raise RuntimeError("the C array does not round-trip to the model bytes")
     log("running the model in the tflite-micro interpreter")
-    return CArrayStep(header, source, check(int8, inputs[:samples]))
+    return CArrayStep(header, source, check(int8, take(inputs, 0, samples)))
 
 
 def model_card(prep: Prepared, conv: Converted, scores: Scores, parity: Parity, folder: Path,
@@ -346,16 +374,24 @@ def model_card(prep: Prepared, conv: Converted, scores: Scores, parity: Parity, 
     figures = dict(parity.figures)
     if allow_parity_drift:
         figures["parity_drift_allowed"] = True
+    by_name = {tensor_input_name(t.name): t for t in int8.inputs}
+    image = by_name.get(IMAGE_INPUT, int8.inputs[0])
+    card_input = {"height": c.input_height, "width": c.input_width, "channels": c.channels,
+                  "color_order": c.color_order, "mean": list(c.mean), "std": list(c.std), "resize": c.resize,
+                  "dtype": image.dtype, "scale": image.scale, "zero_point": image.zero_point}
+    nav = getattr(c, "map", None) or {}
+    if nav and MAP_INPUT in by_name:  # the second input of a navigation model, described as the contract does
+        t = by_name[MAP_INPUT]
+        card_input["map"] = {"tensor": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": t.scale,
+                             "zero_point": t.zero_point, "value": "raster / 255 (rasters are 0 or 255)", **nav}
     return mc.ModelCard(
         architecture=c.arch, task=c.task, precision=int8.precision,
-        input={"height": c.input_height, "width": c.input_width, "channels": c.channels,
-               "color_order": c.color_order, "mean": list(c.mean), "std": list(c.std), "resize": c.resize,
-               "dtype": int8.inputs[0].dtype, "scale": int8.inputs[0].scale, "zero_point": int8.inputs[0].zero_point},
+        input=card_input,
         labels=list(c.labels), files=mc.file_table(folder), sizes=sizes,
         calibration={"path": str(prep.calib.root), "sha256": prep.calib.sha256, "count": len(prep.calib),
                      "source_split": "train"},
-        metrics=scores.metrics, parity=figures, reports=reports, versions=mc.versions(), git_commit=mc.git_commit(),
-        created=mc.now_utc())
+        metrics=scores.metrics, parity=figures, reports=reports, warnings=mc.run_warnings(prep.run.metrics),
+        versions=mc.versions(), git_commit=mc.git_commit(), created=mc.now_utc())
 
 
 def write_bundle(out: Path, overwrite: bool, prep: Prepared, conv: Converted, scores: Scores, parity: Parity,

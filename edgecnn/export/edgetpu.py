@@ -132,11 +132,13 @@ def run_compiler(model: bytes, out_dir: Path | None = None, timeout: float = 300
 def readiness(model: bytes, compile: bool = True) -> tuple[EdgeTpuReport, bytes | None]:
     """Check ``model`` (.tflite bytes): ``(report, Edge TPU-compiled bytes or None)``."""
     info = read_model_info(model)
-    shape = info.inputs[0].signature if info.inputs else ()  # -1 marks a dynamic dimension
-    static = bool(shape) and shape[0] == 1 and all(d > 0 for d in shape)
+    shapes = [t.signature for t in info.inputs]  # -1 marks a dynamic dimension; every input must be static
+    static = bool(shapes) and all(bool(sh) and sh[0] == 1 and all(d > 0 for d in sh) for sh in shapes)
+    shape = shapes[0] if shapes else ()
     full_int = info.precision == "int8"
     bad = dict(Counter(name for name, _ in info.ops if name not in EDGETPU_OPS))
-    notes = [f"input shape {list(shape)}: " + ("static, batch 1" if static else "dynamic or batch != 1 (re-export)"),
+    shown = ", ".join(f"{t.name} {list(t.signature)}" for t in info.inputs) if len(shapes) > 1 else str(list(shape))
+    notes = [f"input shape {shown}: " + ("static, batch 1" if static else "dynamic or batch != 1 (re-export)"),
              f"precision read from the model: {info.precision}" + ("" if full_int else " (the Edge TPU needs full int8)")]
     notes.append("ops the Edge TPU cannot map: " + (", ".join(f"{k} x{v}" for k, v in bad.items()) if bad else "none"))
     counts = Counter(name for name, _ in info.ops)

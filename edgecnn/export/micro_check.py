@@ -9,12 +9,14 @@ step).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgecnn.errors import ModelError
 from edgecnn.runtime.adapters import input_specs, output_specs, quantize
+from edgecnn.runtime.evaluate import Inputs, bind_inputs, count_items
 from edgecnn.runtime.interpreter import make_interpreter
 from edgecnn.runtime.native_stderr import captured_native_output
 
@@ -54,33 +56,37 @@ class MicroCheck:
                 "tolerance": self.tolerance, "samples": self.samples, "error": self.error}
 
 
-def check(model: bytes, inputs: np.ndarray, tolerance_steps: float = 1.0) -> MicroCheck:
-    """Compare TFLM with LiteRT on ``inputs`` (``float32 N x h x w x c``, normalised; quantized here)."""
+def check(model: bytes, inputs: Inputs, tolerance_steps: float = 1.0) -> MicroCheck:
+    """Compare TFLM with LiteRT on ``inputs`` (``float32 N x h x w x c``, normalised; quantized here), or for a
+    two-input model named arrays (``{"image", "map"}``), each set into the input of that name in both
+    interpreters (TFLM's inputs are indexed in the model's own order, the same order as LiteRT's)."""
     try:
         from tflite_micro.python.tflite_micro import runtime  # lazy: tflite_micro
     except ImportError as exc:
         raise ModelError("the C-array check needs tflite-micro: pip install tflite-micro") from exc
     lite = make_interpreter(model, threads=1)
-    ind, outd = input_specs(lite)[0], output_specs(lite)[0]
+    specs, outd = input_specs(lite), output_specs(lite)[0]
+    pairs = bind_inputs(specs, list(inputs)) if isinstance(inputs, Mapping) else [(specs[0], "")]
     integer = np.issubdtype(np.dtype(outd.dtype), np.integer)
     tol = tolerance_steps if integer else 1e-5
     diff, arena = 0.0, None
     try:
         with captured_native_output((2,)) as log:
             micro = runtime.Interpreter.from_bytes(model)
-            for i in range(len(inputs)):
-                # the same integer input for both interpreters; outputs compared raw, in quantization steps
-                x = quantize(inputs[i : i + 1], ind)
-                lite.set_tensor(ind.index, x)
+            for i in range(count_items(inputs)):
+                # the same integer inputs for both interpreters; outputs compared raw, in quantization steps
+                for pos, (ind, name) in enumerate(pairs):
+                    x = quantize((inputs[name] if name else inputs)[i : i + 1], ind)
+                    lite.set_tensor(ind.index, x)
+                    micro.set_input(x, specs.index(ind) if name else pos)
                 lite.invoke()
                 ref = lite.get_tensor(outd.index)
-                micro.set_input(x, 0)
                 micro.invoke()
                 got = micro.get_output(0)
                 diff = max(diff, float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max()))
             micro.print_allocations()
     except Exception as exc:  # TFLM raises RuntimeError for unsupported ops or a too-small arena
-        return MicroCheck(None, float("inf"), tol, len(inputs), str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        return MicroCheck(None, float("inf"), tol, count_items(inputs), str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
     m = re.search(r"Arena allocation total (\d+) bytes", log[0] if log else "")
     arena = int(m.group(1)) if m else None
-    return MicroCheck(arena, diff, tol, len(inputs))
+    return MicroCheck(arena, diff, tol, count_items(inputs))

@@ -30,6 +30,9 @@ class ModelCard:
             MAE in steering units.
         parity: Keras versus fp32 TFLite max abs output difference, int8 versus float top-1 agreement, ...
         reports: extra checks (Edge TPU readiness, TFLite Micro check).
+        warnings: what training warned about the data and the trained model (``metrics.json["warnings"]``: too
+            few images per class, classes missing from a split, a test set too small to measure, no better
+            than chance or the predict-the-mean baseline); empty when it had nothing to say.
         versions, git_commit, created: provenance (UTC ISO 8601 date).
     """
 
@@ -44,6 +47,7 @@ class ModelCard:
     metrics: dict[str, Any]
     parity: dict[str, Any]
     reports: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     git_commit: str | None = None
     created: str = ""
@@ -51,6 +55,15 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def run_warnings(metrics: dict[str, Any]) -> list[str]:
+    """The warnings training wrote into a run's ``metrics.json`` (its ``"warnings"`` list of strings), as the
+    model card and the compare report carry them; ``[]`` when there are none (or the entry is not a list)."""
+    found = metrics.get("warnings") if isinstance(metrics, dict) else None
+    if not isinstance(found, (list, tuple)):
+        return []
+    return [str(w) for w in found if str(w).strip()]
 
 
 def sha256_file(path: str | Path) -> str:
@@ -95,4 +108,4 @@ def git_commit() -> str | None:
 
 
 def now_utc() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()

@@ -6,9 +6,12 @@ A calibration set is a folder ``calibration/NAME/`` holding
   contract's resize method (so :func:`edgecnn.preprocess.prepare` only reorders channels and normalises them,
   exactly as it does for a training image of that size);
 * ``targets.npy``: ``int64 N`` class indexes, or ``float32 N`` steering values in [-1, 1];
+* ``maps.npy`` (navigation runs only, the model's second input): ``uint8 N x S x S x C`` map rasters (0 or 255)
+  with the channels the model reads (``roads`` [, ``route``]), in the contract's order; the model input is
+  raster / 255;
 * ``MANIFEST.json``: source, input size, count, per-class counts, the sha256 of every item (source file and
-  stored pixels), of both array files and of the whole set (``sha256`` = sha256 of ``images.npy`` bytes followed by
-  ``targets.npy`` bytes);
+  stored pixels), of every array file and of the whole set (``sha256`` = sha256 of ``images.npy`` bytes followed by
+  ``targets.npy`` bytes, then ``maps.npy`` bytes when the set has maps);
 * ``coverage.json``: the coverage report (counts, pixel statistics versus the training split, warnings).
 
 Items are drawn only from the training split, never from validation or test, so an evaluation on the test split is
@@ -36,6 +39,14 @@ from edgecnn.data.masks import load_mask, mask_path_for, pixel_counts, resize_ma
 from edgecnn.errors import DataError
 from edgecnn.preprocess import decode_image, prepare_batch
 from edgecnn.preprocess import resize as resize_frame
+from edgecnn.runtime.evaluate import (
+    IMAGE_INPUT,
+    MAP_INPUT,
+    Inputs,
+    load_map_raster,
+    map_channels,
+    map_shape,
+)
 from edgecnn.train.datakind import refuse_steering_data
 from edgecnn.train.run import load_run
 
@@ -58,6 +69,8 @@ class CalibrationSource:
         input_height, input_width: model input size in pixels.
         resize: OpenCV interpolation name used to shrink frames (``"area"``).
         data_root: the image data set's folder; item paths are stored relative to it in the manifest.
+        maps: navigation runs: image path -> its map raster PNG; empty otherwise.
+        map_channels: the map channels the model reads, in order (``("roads", "route")``); empty without maps.
     """
 
     kind: str
@@ -69,6 +82,8 @@ class CalibrationSource:
     input_width: int
     resize: str = "area"
     data_root: str = ""
+    maps: dict[str, str] = field(default_factory=dict)
+    map_channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,12 +95,14 @@ class CalibrationSet:
         targets: ``int64 N`` class indexes or ``float32 N`` steering values.
         manifest: the parsed MANIFEST.json.
         root: the set's folder.
+        maps: ``uint8 N x S x S x C`` map rasters (0/255) of a navigation set, else None.
     """
 
     frames: np.ndarray
     targets: np.ndarray
     manifest: dict[str, Any]
     root: Path
+    maps: np.ndarray | None = None
 
     @property
     def sha256(self) -> str:
@@ -174,8 +191,12 @@ def source_from_run(run_dir: str | Path) -> CalibrationSource:
     if not items:
         raise DataError(f"{run.root} has no training split in split.json; re-run edgecnn train")
     c = run.contract
+    channels = map_channels(c)
+    maps = {i.path: i.map for i in items if i.map} if channels else {}
+    if channels and len(maps) != len(items):
+        raise DataError(f"{run.root}: split.json has no map raster for some training frames; re-run edgecnn train")
     return CalibrationSource("run", str(Path(run.root).resolve()), run.task, tuple((i.path, i.target) for i in items),
-                             tuple(c.labels), c.input_height, c.input_width, c.resize, run.data)
+                             tuple(c.labels), c.input_height, c.input_width, c.resize, run.data, maps, channels)
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -271,6 +292,12 @@ def build(
     targets = np.asarray([t for _, t in picked], dtype=dtype)
     coverage = _coverage(source, images, targets, seed, paths=[p for p, _ in picked])
     images_b, targets_b = _npy_bytes(images), _npy_bytes(targets)
+    maps_b = b""
+    if source.map_channels:
+        maps = np.stack([load_map_raster(source.maps[p], source.map_channels) for p, _ in picked]).astype(np.uint8)
+        maps_b = _npy_bytes(maps)
+        for e, (p, _) in zip(entries, picked):
+            e["map"] = _relative(source.maps[p], source.data_root)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -286,12 +313,19 @@ def build(
         "seed": seed,
         "per_class": coverage.per_class,
         "files": {"images.npy": _sha256(images_b), "targets.npy": _sha256(targets_b)},
-        "sha256": _sha256(images_b + targets_b),
+        "sha256": _sha256(images_b + targets_b + maps_b),
         "items": entries,
     }
+    if source.map_channels:
+        manifest["files"]["maps.npy"] = _sha256(maps_b)
+        manifest["inputs"] = {"image": {"file": "images.npy", "shape": [h, w, 3]},
+                              "map": {"file": "maps.npy", "shape": list(maps.shape[1:]),
+                                      "channels": list(source.map_channels), "scale": "raster / 255"}}
     with staged_dir(out, overwrite=overwrite) as tmp:
         (tmp / "images.npy").write_bytes(images_b)
         (tmp / "targets.npy").write_bytes(targets_b)
+        if maps_b:
+            (tmp / "maps.npy").write_bytes(maps_b)
         (tmp / "coverage.json").write_text(json.dumps(coverage.to_dict(), indent=2) + "\n", encoding="utf-8")
         (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return Path(out), coverage
@@ -403,7 +437,8 @@ def load_calibration(path: str | Path) -> CalibrationSet:
     if int(manifest.get("count", 0)) <= 0:
         raise DataError(f"calibration set {root} is empty; re-create it with --count 300")
     blobs = {}
-    for name in ("images.npy", "targets.npy"):
+    names = ("images.npy", "targets.npy") + (("maps.npy",) if "maps.npy" in manifest.get("files", {}) else ())
+    for name in names:
         try:
             blobs[name] = (root / name).read_bytes()
         except OSError as exc:
@@ -422,7 +457,16 @@ def load_calibration(path: str | Path) -> CalibrationSet:
                         f"expected N x {h} x {w} x 3 uint8 with N > 0")
     if len(targets) != len(frames):
         raise DataError(f"calibration set {root}: {len(targets)} targets for {len(frames)} images")
-    return CalibrationSet(frames, targets, manifest, root)
+    maps = None
+    if "maps.npy" in blobs:
+        try:
+            maps = np.load(io.BytesIO(blobs["maps.npy"]), allow_pickle=False)
+        except ValueError as exc:
+            raise DataError(f"calibration set {root} is corrupt: {exc}") from exc
+        if maps.dtype != np.uint8 or maps.ndim != 4 or len(maps) != len(frames):
+            raise DataError(f"calibration set {root}: maps.npy has shape {maps.shape} {maps.dtype}, expected "
+                            f"{len(frames)} x S x S x C uint8")
+    return CalibrationSet(frames, targets, manifest, root, maps)
 
 
 def check_compatible(calib: CalibrationSet, contract: Any) -> None:
@@ -435,12 +479,23 @@ def check_compatible(calib: CalibrationSet, contract: Any) -> None:
     if calib.manifest.get("task") != contract.task:
         raise DataError(f"calibration set {name} is for task {calib.manifest.get('task')!r}, the model is "
                         f"{contract.task!r}")
+    want = map_shape(contract)
+    got = tuple(calib.maps.shape[1:]) if calib.maps is not None else None
+    if want != got:
+        raise DataError(f"calibration set {name} has " + (f"maps of {got[0]}x{got[1]}x{got[2]}" if got else "no maps")
+                        + " but the model takes " + (f"a {want[0]}x{want[1]}x{want[2]} map" if want else "no map")
+                        + "; make a set for this model with edgecnn calibrate RUN --out ...")
     if contract.task in ("classify", "segment") and list(calib.manifest.get("labels", [])) != list(contract.labels):
         raise DataError(f"calibration set {name} has labels {calib.manifest.get('labels')} but the model has "
                         f"{list(contract.labels)}; make a set from this model's run")
 
 
-def model_inputs(calib: CalibrationSet, contract: Any, limit: int | None = None) -> np.ndarray:
-    """``float32 N x h x w x c`` model inputs: the stored frames through :func:`edgecnn.preprocess.prepare`."""
+def model_inputs(calib: CalibrationSet, contract: Any, limit: int | None = None) -> Inputs:
+    """Model inputs: ``float32 N x h x w x c``, the stored frames through :func:`edgecnn.preprocess.prepare`; for
+    a navigation set ``{"image": those, "map": float32 N x S x S x C}`` (stored rasters / 255)."""
     frames: Sequence[np.ndarray] = list(calib.frames[:limit] if limit else calib.frames)
-    return prepare_batch(list(frames), contract)
+    images = prepare_batch(list(frames), contract)
+    if calib.maps is None:
+        return images
+    maps = calib.maps[:limit] if limit else calib.maps
+    return {IMAGE_INPUT: images, MAP_INPUT: maps.astype(np.float32) / np.float32(255.0)}

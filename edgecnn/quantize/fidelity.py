@@ -12,11 +12,17 @@ import csv
 import io
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
-from edgecnn.quantize.convert import make_converter, quiet_native_logs, representative_dataset
+from edgecnn.quantize.convert import (
+    debug_dataset,
+    make_converter,
+    quiet_native_logs,
+    run_converter,
+)
+from edgecnn.runtime.evaluate import Inputs, count_items, take, tensor_input_name
+from edgecnn.runtime.inspect import read_model_info
 
 SUSPECT_RMSE_PER_SCALE = 0.7
 
@@ -86,26 +92,31 @@ class FidelityReport:
         return "\n".join(lines)
 
 
-def make_debugger(model_b1, inputs: np.ndarray, io_type: str = "int8", denylisted_nodes=(), samples: int = 64):
+def make_debugger(model_b1, inputs: Inputs, io_type: str = "int8", denylisted_nodes=(), samples: int = 64):
     """A ``tf.lite.experimental.QuantizationDebugger`` over the int8 conversion of ``model_b1`` (a batch-1 Keras
-    model), fed with the first ``samples`` of ``inputs`` (``float32 N x h x w x c`` normalised)."""
+    model), fed with the first ``samples`` of ``inputs`` (``float32 N x h x w x c`` normalised, or named arrays
+    for a two-input model: then fed in the converted model's own input order, which the debugger assumes)."""
     import tensorflow as tf  # lazy: tensorflow
 
+    order: list[str] = []
+    if isinstance(inputs, Mapping):
+        probe = run_converter(make_converter(model_b1, "int8", inputs, io_type))
+        order = [tensor_input_name(t.name) for t in read_model_info(probe).inputs]
     conv = make_converter(model_b1, "int8", inputs, io_type)
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylisted_nodes) or None, fully_quantize=bool(denylisted_nodes))
     with quiet_native_logs():
         return tf.lite.experimental.QuantizationDebugger(
-            converter=conv, debug_dataset=representative_dataset(inputs[:samples]), debug_options=options)
+            converter=conv, debug_dataset=debug_dataset(take(inputs, 0, samples), order), debug_options=options)
 
 
-def layer_report(model_b1, inputs: np.ndarray, io_type: str = "int8", samples: int = 64) -> FidelityReport:
+def layer_report(model_b1, inputs: Inputs, io_type: str = "int8", samples: int = 64) -> FidelityReport:
     """Run the debugger and return the per-layer report (see module docstring)."""
     dbg = make_debugger(model_b1, inputs, io_type, samples=samples)
     with quiet_native_logs():
         dbg.run()
     buf = io.StringIO()
     dbg.layer_statistics_dump(buf)
-    return parse_statistics(buf.getvalue(), min(samples, len(inputs)))
+    return parse_statistics(buf.getvalue(), min(samples, count_items(inputs)))
 
 
 def parse_statistics(text: str, samples: int) -> FidelityReport:

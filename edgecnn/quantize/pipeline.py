@@ -19,12 +19,19 @@ from edgecnn.atomic import write_bytes, write_text
 from edgecnn.contract import Contract
 from edgecnn.errors import DataError, EdgecnnError, OutputError
 from edgecnn.quantize.calibration import CalibrationSet, check_compatible, load_calibration, model_inputs
-from edgecnn.quantize.convert import PRECISIONS, batch1, convert
+from edgecnn.quantize.convert import PRECISIONS, batch1, convert, input_names
 from edgecnn.quantize.fidelity import FidelityReport, layer_report
 from edgecnn.quantize.keras_model import check_keras_file, load_keras_model
 from edgecnn.quantize.selective import KeepFloatResult
 from edgecnn.quantize.selective import keep_float as run_keep_float
-from edgecnn.runtime.evaluate import load_inputs
+from edgecnn.runtime.evaluate import (
+    IMAGE_INPUT,
+    MAP_INPUT,
+    Inputs,
+    load_model_inputs,
+    map_shape,
+    tensor_input_name,
+)
 from edgecnn.runtime.inspect import ModelInfo, read_model_info
 from edgecnn.runtime.metadata import embed_contract, read_contract
 from edgecnn.train.run import RunInfo, load_run
@@ -39,14 +46,15 @@ class Prepared:
     Attributes:
         run: the run folder.
         model: the Keras model; ``model_b1`` the same with a static batch of 1.
-        calib: the calibration set; ``calib_inputs`` its ``float32 N x h x w x c`` model inputs.
+        calib: the calibration set; ``calib_inputs`` its model inputs (``float32 N x h x w x c``, or
+            ``{"image", "map"}`` arrays for a navigation model).
     """
 
     run: RunInfo
     model: Any
     model_b1: Any
     calib: CalibrationSet
-    calib_inputs: np.ndarray
+    calib_inputs: Inputs
 
 
 def check_writable(folder: str | Path) -> None:
@@ -82,6 +90,14 @@ def prepare(run_dir: str | Path, calibration: str | Path, log: Log = lambda m: N
     if shape != (c.input_height, c.input_width, c.channels):
         raise DataError(f"model input {shape} does not match its contract {c.input_height}x{c.input_width}x"
                         f"{c.channels}; the run folder is inconsistent")
+    want_map = map_shape(c)
+    names = input_names(model)
+    if want_map is not None and (names != (IMAGE_INPUT, MAP_INPUT) or tuple(model.inputs[1].shape[1:]) != want_map):
+        raise DataError(f"model inputs {list(names)} {[tuple(t.shape[1:]) for t in model.inputs]} do not match its "
+                        f"contract (image + a {want_map[0]}x{want_map[1]}x{want_map[2]} map); the run folder is "
+                        "inconsistent")
+    if want_map is None and len(names) != 1:
+        raise DataError(f"model has {len(names)} inputs ({', '.join(names)}) but its contract describes one")
     return Prepared(run, model, batch1(model), calib, model_inputs(calib, c))
 
 
@@ -94,7 +110,11 @@ def contract_with_quantization(contract: Contract, info: ModelInfo, calib: Calib
 
     extra = dict(contract.extra)
     extra["precision"] = info.precision
-    extra["input_quantization"] = q(info.inputs[0])
+    image = next((t for t in info.inputs if tensor_input_name(t.name) == IMAGE_INPUT), info.inputs[0])
+    extra["input_quantization"] = q(image)  # the camera input (the only one of a single-input model)
+    if len(info.inputs) > 1:  # every input by name, so the device never picks one by position
+        extra["inputs"] = {tensor_input_name(t.name): {"tensor": t.name, "shape": list(t.shape), **q(t)}
+                           for t in info.inputs}
     extra["output_quantization"] = q(info.outputs[0])
     if calib is not None:
         extra["calibration_sha256"] = calib.sha256
@@ -126,12 +146,14 @@ class QuantizeResult:
     keep_float: KeepFloatResult | None
 
 
-def heldout(run: RunInfo, limit: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """``(float32 M x h x w x c inputs, targets)`` of the run's validation split (disjoint from calibration)."""
+def heldout(run: RunInfo, limit: int = 300) -> tuple[Inputs, np.ndarray]:
+    """``(model inputs, targets)`` of the run's validation split (disjoint from calibration): ``float32 M x h x w
+    x c``, or ``{"image", "map"}`` arrays for a navigation run."""
     items = list(run.splits.get("val", ()))[:limit]
     if not items:
         raise DataError(f"{run.root} has no validation split; --keep-float auto needs one to measure the loss")
-    return load_inputs([i.path for i in items], run.contract), np.asarray([i.target for i in items])
+    inputs = load_model_inputs([i.path for i in items], run.contract, [i.map or "" for i in items])
+    return inputs, np.asarray([i.target for i in items])
 
 
 def quantize_run(run_dir: str | Path, calibration: str | Path, precision: str, out: str | Path, io: str = "int8",

@@ -102,17 +102,17 @@ class BenchmarkResult:
     def _lines(self) -> list[str]:
         e = self.environment
         return [
-            f"{self.model}  ({self.size_bytes / 1024:.1f} KiB), {self.threads or 'default'} thread(s), "
-            f"delegate {self.delegate}, {self.inputs} inputs",
-            f"  init: {self.init_ms:.2f} ms   first inference: {self.first_ms:.3f} ms   "
-            f"warm-up: {self.warmup_runs} runs, mean {self.warmup_mean_ms:.3f} ms",
-            f"  steady state ({self.runs} runs): mean {self.mean_ms:.3f} ms, std {self.std_ms:.3f}, "
+            (f"{self.model}  ({self.size_bytes / 1024:.1f} KiB), {self.threads or 'default'} thread(s), "
+            f"delegate {self.delegate}, {self.inputs} inputs"),
+            (f"  init: {self.init_ms:.2f} ms   first inference: {self.first_ms:.3f} ms   "
+            f"warm-up: {self.warmup_runs} runs, mean {self.warmup_mean_ms:.3f} ms"),
+            (f"  steady state ({self.runs} runs): mean {self.mean_ms:.3f} ms, std {self.std_ms:.3f}, "
             f"p50 {self.p50_ms:.3f}, p90 {self.p90_ms:.3f}, p99 {self.p99_ms:.3f} (min {self.min_ms:.3f}, "
-            f"max {self.max_ms:.3f})",
-            f"  throughput: {self.throughput:.1f} inferences/s   memory: init +{self.init_memory_mb:.1f} MiB, "
-            f"peak {self.peak_memory_mb:.1f} MiB",
-            f"  environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('machine')}, {e.get('runtime')} "
-            f"{e.get('runtime_version')}, numpy {e.get('numpy')}, Python {e.get('python')}, {e.get('date')}",
+            f"max {self.max_ms:.3f})"),
+            (f"  throughput: {self.throughput:.1f} inferences/s   memory: init +{self.init_memory_mb:.1f} MiB, "
+            f"peak {self.peak_memory_mb:.1f} MiB"),
+            (f"  environment: {e.get('cpu')}, {e.get('cores')} cores, {e.get('machine')}, {e.get('runtime')} "
+            f"{e.get('runtime_version')}, numpy {e.get('numpy')}, Python {e.get('python')}, {e.get('date')}"),
         ]
 
 

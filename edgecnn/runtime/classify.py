@@ -5,6 +5,9 @@
 :class:`Classification` to a callback, optionally shows and/or records an annotated video, and returns
 :class:`~edgecnn.runtime.stats.RunStats` when the source ends, ``max_frames`` is reached, or the user presses
 Ctrl-C / sends SIGTERM (the recording is then finalised, not lost).
+
+The loop itself (:func:`run_loop`: read, process, sinks, :class:`Window`, :class:`VideoRecorder`, per-stage
+statistics) is shared with ``segment`` (:mod:`edgecnn.runtime.segment`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -29,6 +32,8 @@ from edgecnn.runtime.sources import Frame, Source
 from edgecnn.runtime.stats import LatencyRecorder, RunStats
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess")
+
+R = TypeVar("R")  # a loop's per-frame result (Classification, Segmentation), with a ``latency_ms`` dict
 
 
 @dataclass(frozen=True)
@@ -144,14 +149,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-class _Window:
-    """An OpenCV window; ``q`` or Esc closes it and stops the loop."""
+class Window:
+    """An OpenCV window titled ``name``; ``q`` or Esc closes it and stops the loop (``classify``, ``segment``).
 
-    NAME = "edgecnn"
+    Raises OutputError (one line) when OpenCV has no GUI support or there is no display.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "edgecnn") -> None:
+        self.name = name
         try:
-            cv2.namedWindow(self.NAME, cv2.WINDOW_NORMAL)
+            cv2.namedWindow(self.name, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
             raise OutputError(
                 "--show needs OpenCV with GUI support (pip install opencv-python instead of the headless build) "
@@ -159,13 +166,13 @@ class _Window:
             ) from exc
 
     def show(self, image: np.ndarray) -> bool:
-        """Display ``image``; False when the user asked to quit."""
-        cv2.imshow(self.NAME, image)
+        """Display ``image`` (``uint8 HxWx3 BGR``); False when the user asked to quit."""
+        cv2.imshow(self.name, image)
         return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
-            cv2.destroyWindow(self.NAME)
+            cv2.destroyWindow(self.name)
 
 
 def classify_frame(predictor: Predictor, frame: Frame, k: int) -> Classification:
@@ -216,8 +223,41 @@ def classify_stream(
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
+    return run_loop(source, lambda frame: classify_frame(predictor, frame, top_k), STAGES, max_frames=max_frames,
+                    on_result=on_result, draw=annotate, show=show, record=record, warmup=warmup)
+
+
+def run_loop(
+    source: Source,
+    process: Callable[[Frame], R],
+    stages: tuple[str, ...],
+    max_frames: int | None = None,
+    on_result: Callable[[R], None] | None = None,
+    draw: Callable[[np.ndarray, R, float | None], np.ndarray] | None = None,
+    show: bool = False,
+    record: str | Path | None = None,
+    warmup: int = 5,
+    window_name: str = "edgecnn",
+) -> RunStats:
+    """The frame loop of ``classify`` and ``segment``: read a frame, ``process`` it, hand the result to the sinks,
+    until the source ends, ``max_frames`` frames are done, the window is closed, or Ctrl-C/SIGTERM.
+
+    Args:
+        source: where frames come from (closed, and its reader joined, by this function).
+        process: frame -> result whose ``latency_ms`` holds a time (ms) for each of ``stages``.
+        stages: the stages ``process`` times (``capture`` first: the frame's read + decode).
+        max_frames, warmup: stop after this many frames; leading frames excluded from the statistics.
+        on_result: called with each result (printing, JSON, mask files...).
+        draw: ``(frame image, result, fps or None) -> annotated uint8 HxWx3 BGR`` for ``show`` and ``record``.
+        show: display the drawing in a :class:`Window` titled ``window_name`` (needs a GUI build of OpenCV).
+        record: write the drawing to this .mp4 (atomically; finalised on Ctrl-C too, discarded on an error).
+
+    Returns:
+        RunStats with ``stages`` and ``wait`` (time the loop waited for a frame, beyond decoding it) and ``sink``
+        (callback, display, recording).
+    """
     rec = LatencyRecorder(warmup=warmup)
-    window = _Window() if show else None
+    window = Window(window_name) if show else None
     recorder = VideoRecorder(record, source.fps or 15.0) if record else None
     ok = False
     fps_ema: float | None = None  # smoothed FPS for the overlay
@@ -234,16 +274,16 @@ def classify_stream(
                     wait_ms = (time.perf_counter() - t0) * 1e3
                     if source.decodes_inline:  # read() decoded the frame: that is its capture time, not a wait
                         wait_ms = max(0.0, wait_ms - frame.capture_ms)
-                    result = classify_frame(predictor, frame, top_k)
-                    for stage in STAGES:
+                    result = process(frame)
+                    for stage in stages:
                         rec.add(stage, result.latency_ms[stage])
                     rec.add("wait", wait_ms)
                     t1 = time.perf_counter()
                     if on_result:
                         on_result(result)
                     keep_going = True
-                    if window or recorder:
-                        image = annotate(frame.image, result, fps_ema)
+                    if draw is not None and (window or recorder):
+                        image = draw(frame.image, result, fps_ema)
                         if recorder:
                             recorder.write(image)
                         if window:

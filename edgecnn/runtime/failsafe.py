@@ -12,7 +12,12 @@ under the safety rules, and makes the neutral commands:
   from the start) the ramp runs on the command clock (``mono``), from straight ahead;
 - a non-finite output (NaN, inf) becomes a neutral command (steering 0, throttle 0, state ``uncertain``);
 - a high uncertainty (gmm head: the mixture's standard deviation) gives state ``uncertain`` and a reduced throttle;
-- neutral commands (``stale``, ``stopped``) are immediate: safety is never slew-limited.
+- neutral commands (``stale``, ``stopped``, ``pose-stale``) are immediate: safety is never slew-limited;
+- a route-conditioned model (``steer --route --pose``) draws its map from the newest pose: a pose older than the
+  pose deadline is never used; the command is neutral (steering 0, throttle 0) in state ``pose-stale``, until
+  fresh poses return (:func:`is_pose_stale`). Neutral rather than "lane keeping on the roads-only map with less
+  throttle": a routed model has only ever seen maps with its route drawn, and a stale map at a junction would
+  steer into the wrong branch with confidence; stopping is the one fallback that is safe without the map.
 
 The deadline itself is enforced by the loop (:mod:`edgecnn.runtime.steer`), which asks :meth:`is_stale` and
 emits :meth:`CommandShaper.neutral`. A receiver's watchdog (a microcontroller on a serial port that outputs neutral
@@ -34,7 +39,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-STATES = ("ok", "stale", "uncertain", "stopped")
+STATES = ("ok", "stale", "uncertain", "stopped", "pose-stale")
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,15 @@ class Command:
         throttle: float in [-1, 1]; 0 is stop.
         uncertainty: the model's steering standard deviation (gmm head, steering units), else None.
         state: ``ok``, ``stale`` (no fresh frame within the deadline: neutral), ``uncertain`` (high
-            uncertainty: reduced throttle; or a non-finite output: neutral) or ``stopped`` (the loop ended: neutral).
+            uncertainty: reduced throttle; or a non-finite output: neutral), ``stopped`` (the loop ended: neutral)
+            or ``pose-stale`` (route models: no pose younger than the pose deadline: neutral).
         frame: index of the frame in its source, or None.
         file: the image file the frame came from (folder, tub, CSV sources), else None; the JSON line has a
             ``file`` key only when it is known.
+        pose_age_ms: route models: age of the newest pose when the command was made (milliseconds since it was
+            received), None before the first pose; the JSON line has ``pose_age_ms`` and ``pose`` keys only for
+            route models.
+        pose: route models: the pose ``(x, y, heading)`` the map was drawn from (None when none was used).
     """
 
     time: float
@@ -63,6 +73,9 @@ class Command:
     state: str
     frame: int | None = None
     file: str | None = None
+    pose_age_ms: float | None = None
+    pose: tuple[float, float, float] | None = None
+    route: bool = False  # a route model's command: the JSON line carries pose_age_ms and pose
 
     @property
     def neutral(self) -> bool:
@@ -70,7 +83,8 @@ class Command:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON line's fields: ``time``, ``frame_time``, ``steering``, ``throttle``, ``uncertainty``,
-        ``state``, ``frame``, and ``file`` when known (scripts depend on these names)."""
+        ``state``, ``frame``, ``file`` when known, and ``pose_age_ms``/``pose`` for a route model (scripts depend
+        on these names)."""
         d = {
             "time": round(self.time, 6),
             "frame_time": None if self.frame_time is None else round(self.frame_time, 6),
@@ -82,6 +96,9 @@ class Command:
         }
         if self.file is not None:
             d["file"] = self.file
+        if self.route:
+            d["pose_age_ms"] = None if self.pose_age_ms is None else round(self.pose_age_ms, 3)
+            d["pose"] = None if self.pose is None else [round(v, 4) for v in self.pose]
         return d
 
     def to_json(self) -> str:
@@ -136,6 +153,18 @@ def is_stale(frame_mono: float | None, start_mono: float, now_mono: float, deadl
     return now_mono - (start_mono if frame_mono is None else frame_mono) > deadline_s
 
 
+def is_pose_stale(pose_mono: float | None, now_mono: float, deadline_s: float) -> bool:
+    """The stale-pose rule: True when the newest pose (received at ``pose_mono``, None when none ever was) is older
+    than ``deadline_s``; ``time.monotonic()`` seconds. A stale pose is never used to draw the map: the command is
+    neutral, state ``pose-stale``, until a fresh pose arrives."""
+    return pose_mono is None or now_mono - pose_mono > deadline_s
+
+
+def pose_age_ms(pose_mono: float | None, now_mono: float) -> float | None:
+    """Age of the newest pose in milliseconds (None when none was received)."""
+    return None if pose_mono is None else max(0.0, now_mono - pose_mono) * 1e3
+
+
 class CommandShaper:
     """Applies :class:`FailsafeConfig` to decoded outputs; remembers the last steering for the slew limit.
 
@@ -154,7 +183,8 @@ class CommandShaper:
 
     def neutral(self, state: str, now: float, mono: float, frame_time: float | None = None,
                 frame: int | None = None) -> Command:
-        """A neutral command (steering 0, throttle 0) in ``state`` (``stale``, ``stopped``, ``uncertain``)."""
+        """A neutral command (steering 0, throttle 0) in ``state`` (``stale``, ``stopped``, ``uncertain``,
+        ``pose-stale``)."""
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         self._last_steering, self._last_mono, self._slew_frame_time = 0.0, mono, None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import ModelError
+from edgecnn.navmap import CHANNEL_MEANING
 from edgecnn.runtime.delegation import DelegateReport, delegate_report
 from edgecnn.runtime.interpreter import load_runtime, make_interpreter, read_model_bytes, resolve_model_path
 from edgecnn.runtime.metadata import read_contract
@@ -94,12 +95,14 @@ class ModelReport:
         lines = [f"{self.path}  ({self.size_bytes / 1024:.1f} KiB)"]
         lines.append(f"  quantization: {self.quantization} (I/O {self.io_dtype})")
         lines.append(f"  parameters: {self.parameters:,}   MACs: {self.macs:,}   subgraphs: {self.subgraphs}")
+        nav = bool(self.contract and self.contract.get("map"))
         for title, specs in (("inputs", self.inputs), ("outputs", self.outputs)):
             lines.append(f"  {title}:")
             for t in specs:
                 q = f"  scale {t['scale']:.6g} zero point {t['zero_point']}" if t["scale"] else ""
                 image = f" ({format_size(t['shape'][2], t['shape'][1])})" if len(t["shape"]) == 4 else ""
-                lines.append(f"    {t['name']}  {t['shape']}{image}  {t['dtype']}{q}")
+                role = f"  [{_input_role(t['name'])}]" if nav and title == "inputs" else ""
+                lines.append(f"    {t['name']}  {t['shape']}{image}  {t['dtype']}{q}{role}")
         lines.append("  ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
         if self.edgetpu_ops:
             lines.append(f"  Edge TPU: compiled for Coral ({', '.join(self.edgetpu_ops)}); run with --delegate edgetpu")
@@ -113,6 +116,8 @@ class ModelReport:
             lines.append(f"  contract: {c.get('task')} {format_size(c.get('input_width'), c.get('input_height'))}"
                          f" ({c.get('channels')} channels) {c.get('color_order')} mean {c.get('mean')} std {c.get('std')}"
                          f" resize {c.get('resize')} head {c.get('head')}" + (f" labels: {shown}" if labels else ""))
+            if nav:
+                lines.extend("  " + line for line in describe_map(c["map"]))
         else:
             lines.append("  contract: none (third-party model: give classify --labels, and --input-range unless the input is uint8)")
         if self.extra.get("kind"):
@@ -121,6 +126,33 @@ class ModelReport:
         if self.extra.get("delegation"):
             lines.append("  " + DelegateReport.from_dict(self.extra["delegation"]).format().replace("\n", "\n  "))
         return "\n".join(lines)
+
+
+def _input_role(name: str) -> str:
+    """``map`` or ``image`` for a two-input model's tensor (the runtime's rule: a name containing ``map``)."""
+    return "map" if "map" in name.split(":")[0].removeprefix("serving_default_").lower() else "image"
+
+
+def describe_map(m: dict[str, Any]) -> list[str]:
+    """Lines describing a navigate contract's map input: size, channels and their meaning, extent, where the car
+    is, and the pose error the model was trained with."""
+    spec, noise = m.get("spec", {}), m.get("pose_noise", {})
+    size, extent, behind = spec.get("size"), spec.get("extent_m"), spec.get("behind_m")
+    chans = list(spec.get("channels", []))
+    routed = "routed" if m.get("routed") else "unrouted (roads only)"
+    name = m.get("input", "map")
+    lines = [f"map input {name!r}: {size}x{size}x{len(chans)} uint8 rasters 0/255 scaled to 0..1, {routed}"]
+    if size and extent is not None and behind is not None:
+        lines.append(f"  extent {extent} m square ({100 * extent / size:.1f} cm/pixel), ego-centred, heading up: car "
+                     f"at column {size / 2:g}, {behind} m from the bottom ({extent - behind:g} m ahead)")
+    for i, ch in enumerate(chans):
+        lines.append(f"  channel {i} {ch}: {CHANNEL_MEANING.get(ch, '?')}")
+    if noise:
+        lines.append(f"  pose noise assumed in training: position {noise.get('position_m')} m (1 sigma), heading "
+                     f"{noise.get('heading_deg')} deg, delay {noise.get('delay_ms')} ms, {noise.get('rate_hz')} Hz "
+                     "updates")
+    lines.append("  on the device: edgecnn steer --route FILE --pose SOURCE (drawn per frame from the newest pose)")
+    return lines
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,20 @@ table lookup from ``uint8`` pixels straight to the input tensor's dtype (:func:`
 input_table`), written in place into the interpreter's input tensor. It gives the same bytes as the reference
 path (:meth:`Predictor.prepare`: float normalisation, then quantization), which stays for ``compare`` and tests.
 
+Two-input models (task ``navigate``: a camera frame and a map raster) have inputs named ``image`` and ``map``,
+found by name (the signature's input name, or the tensor whose name contains ``map``), never by position (the
+converter lists ``map`` first). The map raster (``uint8`` 0/255 from :func:`edgecnn.navmap.rasterise`) goes the
+same exact table path: ``raster / 255`` quantized with the map tensor's own scale and zero point, one lookup.
+
 Example::
 
     p = Predictor("model_int8.tflite", threads=1)
     scores = p.predict(frame)            # frame: uint8 HxWx3 BGR -> float32 (num_outputs,)
     p.contract.labels[int(scores.argmax())], p.last_timings.invoke_ms
+
+    nav = Predictor("navigate_int8.tflite")
+    raster = rasterise(network, route, pose, nav.map_spec)   # uint8 (S, S, C), 0/255
+    mixture = nav.predict(frame, raster)
 
 For a third-party model without an edgecnn contract, build one with :func:`contract_for_model` from what the
 user says (labels file, normalisation, colour order).
@@ -30,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.contract import Contract, normalisation_for_range
+from edgecnn.contract import MAP_INPUT, Contract, normalisation_for_range
 from edgecnn.errors import ModelError
 from edgecnn.labels import read_labels
+from edgecnn.navmap import MapSpec
 from edgecnn.preprocess import Scratch, prepare, to_model_pixels
 from edgecnn.runtime.adapters import (
     TensorSpec,
@@ -131,6 +141,37 @@ def contract_for_model(
     return Contract(task="classify", input_height=h, input_width=w, channels=c, **changes)
 
 
+def _input_name(name: str) -> str:
+    """A converter tensor name without its signature decoration: ``serving_default_map:0`` -> ``map``."""
+    return name.split(":")[0].removeprefix("serving_default_")
+
+
+def split_inputs(specs: list[TensorSpec]) -> tuple[TensorSpec, TensorSpec | None]:
+    """``(image, map)`` of a model's inputs, by name: one input is the image (map None); of two, the map input is
+    the one named ``map`` (signature name) or else the one whose tensor name contains ``map``, and the image the
+    other. ModelError for more inputs, or two of which neither (or both) is the map."""
+    if len(specs) == 1:
+        return specs[0], None
+    if len(specs) != 2:
+        raise ModelError(f"expected a model with one image input (or image and map), this one has {len(specs)} inputs")
+    named = [s for s in specs if _input_name(s.name) == MAP_INPUT]
+    if len(named) != 1:
+        named = [s for s in specs if MAP_INPUT in _input_name(s.name).lower()]
+    if len(named) != 1:
+        raise ModelError(f"a two-input model needs inputs named 'image' and 'map', this one has "
+                         f"{', '.join(repr(s.name) for s in specs)}")
+    m = named[0]
+    return next(s for s in specs if s is not m), m
+
+
+def map_table(spec: TensorSpec, channels: int) -> np.ndarray:
+    """The map input for every raster value: ``(256, channels)`` of the map tensor's dtype, row ``v`` holding
+    ``quantize(v / 255)`` (the reference path: ``raster.astype(float32) / 255``, then the tensor's own scale and
+    zero point), so one lookup gives the same bytes."""
+    values = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(np.repeat(quantize(values, spec)[:, None], channels, axis=1))
+
+
 class Predictor:
     """A model ready to run on frames.
 
@@ -144,7 +185,9 @@ class Predictor:
 
     Attributes:
         contract: the :class:`~edgecnn.contract.Contract` in use.
-        input: :class:`TensorSpec` of the (single) image input.
+        input: :class:`TensorSpec` of the image input.
+        map_input: :class:`TensorSpec` of the map input of a ``navigate`` model, else None.
+        map_spec: the map's :class:`~edgecnn.navmap.MapSpec` (``navigate``), else None.
         output: :class:`TensorSpec` of the first output (the one :meth:`predict` returns).
         outputs: specs of all outputs.
         last_timings: :class:`StageTimes` of the last :meth:`predict` call (None before the first).
@@ -153,7 +196,8 @@ class Predictor:
 
     Not thread-safe: one loop owns a predictor (its preprocessing buffers are reused from frame to frame).
 
-    Raises ModelError for a missing, broken or unsupported model, or one whose input is not an image.
+    Raises ModelError for a missing, broken or unsupported model, one whose input is not an image, a two-input
+    model without a ``navigate`` contract, or a ``navigate`` contract on a model without a map input.
     """
 
     def __init__(
@@ -167,17 +211,31 @@ class Predictor:
         data = read_model_bytes(model)
         self.name = "model" if isinstance(model, (bytes, bytearray)) else Path(model).name
         self.interpreter = make_interpreter(data, threads=threads, delegate=delegate)
-        inputs = input_specs(self.interpreter)
-        if len(inputs) != 1:
-            raise ModelError(f"expected a model with one image input, this one has {len(inputs)} inputs")
-        self.input = inputs[0]
+        self.input, self.map_input = split_inputs(input_specs(self.interpreter))
         self.outputs = output_specs(self.interpreter)
         self.output = self.outputs[0]
         n_out = int(np.prod(self.output.shape[1:])) if len(self.output.shape) > 1 else int(np.prod(self.output.shape))
+        if self.map_input is not None and contract is None and read_contract(data) is None:
+            raise ModelError(f"{self.name} has two inputs ({self.input.name}, {self.map_input.name}) and no edgecnn "
+                             "contract; only navigate models exported by edgecnn have a map input")
         self.contract = contract or contract_for_model(data, self.input, n_out, options)
         expected = (1, self.contract.input_height, self.contract.input_width, self.contract.channels)
         if self.input.shape != expected:
             raise ModelError(f"the model's input is {self.input.shape} but its contract says {expected}")
+        self.map_spec: MapSpec | None = self.contract.map_spec
+        if (self.map_input is None) != (self.map_spec is None):
+            if self.map_input is None:
+                raise ModelError(f"{self.name}: its contract is a navigate one, but the model has no map input")
+            raise ModelError(f"{self.name} has a map input ({self.map_input.name}) but its contract is a "
+                             f"{self.contract.task!r} one; re-export it with edgecnn (task navigate)")
+        self.map_table: np.ndarray | None = None
+        if self.map_input is not None and self.map_spec is not None:
+            s = self.map_spec
+            if self.map_input.shape != (1, s.size, s.size, len(s.channels)):
+                raise ModelError(f"the model's map input is {self.map_input.shape} but its contract says "
+                                 f"{(1, s.size, s.size, len(s.channels))} ({', '.join(s.channels)})")
+            self.map_table = map_table(self.map_input, len(s.channels))
+            self._map_view = self.interpreter.tensor(self.map_input.index)
         self.last_timings: StageTimes | None = None
         self.table = input_table(self.contract, self.input)  # (256, c) of the input dtype
         self._scratch = Scratch()
@@ -202,19 +260,52 @@ class Predictor:
         """The reference path's model input for a frame, in the tensor's dtype: ``quantize(prepare(frame))``."""
         return quantize(self.prepare(frame_bgr), self.input)
 
-    def invoke(self, x: np.ndarray) -> np.ndarray:
-        """Run on a prepared input (``float32 h x w x c``); returns the first output, ``float32`` 1-D, real values."""
+    def reference_map_input(self, map_raster: np.ndarray) -> np.ndarray:
+        """The reference path's map input in the tensor's dtype: ``quantize(raster.astype(float32) / 255)``."""
+        if self.map_input is None:
+            raise ModelError(f"{self.name} has no map input")
+        return quantize(np.asarray(map_raster).astype(np.float32) / np.float32(255.0), self.map_input)
+
+    def invoke(self, x: np.ndarray, map_x: np.ndarray | None = None) -> np.ndarray:
+        """Run on a prepared input (``float32 h x w x c``; for a navigate model also ``map_x``, ``float32 S x S x C``
+        = raster / 255); returns the first output, ``float32`` 1-D, real values."""
         set_input(self.interpreter, self.input, x[None])
+        if self.map_input is not None:
+            if map_x is None:
+                raise ModelError(f"{self.name} is a navigate model: it needs the map input too")
+            set_input(self.interpreter, self.map_input, np.asarray(map_x)[None])
         self.interpreter.invoke()
         return get_output(self.interpreter, self.output)
 
-    def predict(self, frame_bgr: np.ndarray) -> np.ndarray:
+    def _write_map(self, map_raster: np.ndarray | None) -> None:
+        if self.map_input is None:
+            if map_raster is not None:
+                raise ModelError(f"{self.name} has no map input (an image-only model); a map needs a navigate model")
+            return
+        if map_raster is None:
+            raise ModelError(f"{self.name} is a navigate model: it needs the map raster of each frame "
+                             "(edgecnn steer --route FILE --pose SOURCE)")
+        shape = self.map_input.shape[1:]
+        if map_raster.dtype != np.uint8 or map_raster.shape != shape:
+            raise ModelError(f"the map raster must be uint8 {shape} (navmap.rasterise with the model's map spec), "
+                             f"got {map_raster.dtype} {map_raster.shape}")
+        view = self._map_view()  # (1, S, S, C) over the interpreter's map input buffer
+        apply_table(map_raster, self.map_table, out=view[0])
+        del view
+
+    def predict(self, frame_bgr: np.ndarray, map_raster: np.ndarray | None = None) -> np.ndarray:
         """Frame (``uint8 HxWx3 BGR``) -> dequantized first output, ``float32`` of shape ``(num_outputs,)``.
 
+        ``map_raster``: for a ``navigate`` model (required; ModelError without), ``uint8 (S, S, C)`` 0/255 from
+        :func:`edgecnn.navmap.rasterise` with :attr:`map_spec`; None for every other model.
+
         For a softmax classifier the values are probabilities in [0, 1]; for a regression head they are in
-        the contract's units (steering in ``steering_range``). Sets :attr:`last_timings`.
+        the contract's units (steering in ``steering_range``); a gmm head gives K logits, K means, K log-sigmas.
+        Sets :attr:`last_timings` (``preprocess`` includes the map).
         """
         t0 = time.perf_counter()
+        if self.map_input is not None or map_raster is not None:
+            self._write_map(map_raster)
         view = self._input_view()  # (1, h, w, c) over the interpreter's input buffer
         self.encode(frame_bgr, out=view[0])
         del view

@@ -2,15 +2,14 @@
 
 :func:`segment_stream` is the importable core of ``edgecnn segment``. It shares ``classify``'s pieces: the
 :class:`~edgecnn.runtime.predictor.Predictor` (one preprocessing, the uint8 -> input-dtype table written into
-the interpreter's own input buffer), the sources, :class:`~edgecnn.runtime.classify.VideoRecorder` and the
-latency recorder. What differs is the output: the per-pixel argmax runs on the raw int8/uint8 output tensor
+the interpreter's own input buffer), the sources and the frame loop (:func:`~edgecnn.runtime.classify.run_loop`:
+display window, recording, latency statistics). What differs is the output: the per-pixel argmax runs on the raw int8/uint8 output tensor
 (:func:`edgecnn.outputs.class_argmax`, no dequantization of the map), and the class map is resized back to the
 frame with nearest-neighbour (:func:`edgecnn.outputs.decode_class_map`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +22,10 @@ import numpy as np
 from edgecnn.atomic import write_bytes
 from edgecnn.errors import ModelError, OutputError
 from edgecnn.outputs import decode_class_map
-from edgecnn.runtime.classify import VideoRecorder, sigterm_as_interrupt
+from edgecnn.runtime.classify import run_loop
 from edgecnn.runtime.predictor import Predictor
 from edgecnn.runtime.sources import Frame, Source
-from edgecnn.runtime.stats import LatencyRecorder, RunStats
+from edgecnn.runtime.stats import RunStats
 
 STAGES = ("capture", "preprocess", "invoke", "postprocess")
 
@@ -153,27 +152,6 @@ def write_mask(out_dir: Path, result: Segmentation) -> Path:
     return write_bytes(out_dir / mask_name(result), buf.tobytes())
 
 
-class _Window:
-    """An OpenCV window; ``q`` or Esc closes it and stops the loop."""
-
-    NAME = "edgecnn segment"
-
-    def __init__(self) -> None:
-        try:
-            cv2.namedWindow(self.NAME, cv2.WINDOW_NORMAL)
-        except cv2.error as exc:
-            raise OutputError("--show needs OpenCV with GUI support (pip install opencv-python instead of the "
-                              "headless build) and a display") from exc
-
-    def show(self, image: np.ndarray) -> bool:
-        cv2.imshow(self.NAME, image)
-        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            cv2.destroyWindow(self.NAME)
-
-
 def segment_stream(
     source: Source,
     predictor: Predictor,
@@ -206,55 +184,13 @@ def segment_stream(
             masks_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create {masks_dir}: {exc.strerror or exc}") from exc
-    rec = LatencyRecorder(warmup=warmup)
-    window = _Window() if show else None
-    recorder = VideoRecorder(record, source.fps or 15.0) if record else None
-    ok = False
-    fps_ema: float | None = None
-    last_end: float | None = None
-    try:
-        with sigterm_as_interrupt():
-            try:
-                while max_frames is None or rec.frames < max_frames:
-                    rec.start_frame()
-                    t0 = time.perf_counter()
-                    frame = source.read()
-                    if frame is None:
-                        break
-                    wait_ms = (time.perf_counter() - t0) * 1e3
-                    result = runner.run(frame)
-                    for stage in STAGES:
-                        rec.add(stage, result.latency_ms[stage])
-                    rec.add("wait", wait_ms)
-                    t1 = time.perf_counter()
-                    if on_result:
-                        on_result(result)
-                    if masks_dir is not None:
-                        write_mask(masks_dir, result)
-                    keep_going = True
-                    if window or recorder:
-                        image = overlay(frame.image, result, fps=fps_ema)
-                        if recorder:
-                            recorder.write(image)
-                        if window:
-                            keep_going = window.show(image)
-                    rec.add("sink", (time.perf_counter() - t1) * 1e3)
-                    rec.end_frame()
-                    now = time.perf_counter()
-                    if last_end is not None and now > last_end:
-                        inst = 1.0 / (now - last_end)
-                        fps_ema = inst if fps_ema is None else 0.9 * fps_ema + 0.1 * inst
-                    last_end = now
-                    if not keep_going:
-                        break
-            except KeyboardInterrupt:
-                pass
-        ok = True
-    finally:
-        source.close()
-        source.join(timeout=1.0)
-        if window:
-            window.close()
-        if recorder:
-            recorder.close() if ok else recorder.abort()
-    return rec.summary()
+
+    def sink(result: Segmentation) -> None:
+        if on_result:
+            on_result(result)
+        if masks_dir is not None:
+            write_mask(masks_dir, result)
+
+    return run_loop(source, runner.run, STAGES, max_frames=max_frames, on_result=sink,
+                    draw=lambda image, result, fps: overlay(image, result, fps=fps), show=show, record=record,
+                    warmup=warmup, window_name="edgecnn segment")

@@ -39,7 +39,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgecnn.contract import Contract
 from edgecnn.errors import DataError, SourceError
 from edgecnn.preprocess import IMAGE_EXTENSIONS, load_image
 from edgecnn.runtime.native_stderr import filtered_native_stderr
@@ -693,3 +694,29 @@ def open_images(paths: list[str | os.PathLike], warn: Callable[[str], None] = _s
             raise SourceError(f"image not found: {p}")
         expanded.extend(found)
     return ImageSource(expanded, " ".join(str(p) for p in paths) if len(paths) < 4 else f"{len(paths)} images", warn)
+
+
+def open_for_model(
+    contract: Contract,
+    source: str | None = None,
+    images: Sequence[str | os.PathLike] = (),
+    every_frame: bool = False,
+    give_up_s: float = 10.0,
+    warn: Callable[[str], None] = _stderr,
+    capture_size: tuple[int, int] | None = None,
+) -> Source:
+    """The frames a model's loop reads (``classify``, ``segment``): the ``images`` given one by one, else what
+    ``source`` names (:func:`open_source`), a camera opened at the size :func:`choose_capture_size` picks for
+    ``contract`` (``capture_size``, i.e. ``--capture-size``, wins; then the contract's ``source_size``; then the
+    smallest common mode covering its input), with one line to ``warn`` saying at which size a camera captures
+    (:func:`capture_note`). Give ``images`` or ``source``, not both."""
+    if images:
+        return open_images(list(images), warn=warn)
+    if not source:
+        raise SourceError("no source: give --source S or image files")
+    asked = choose_capture_size(capture_size, contract.source_size, (contract.input_width, contract.input_height))
+    src = open_source(source, every_frame=every_frame, give_up_s=give_up_s, warn=warn, capture_size=asked)
+    note = capture_note(src, asked, capture_reason(capture_size, contract.source_size))
+    if note:
+        warn(note)
+    return src

@@ -15,6 +15,14 @@
 On every way out (end of stream, ``max_frames``, Ctrl-C, SIGTERM, a source or model error, a sink error) a final
 neutral ``stopped`` command is sent before anything else is cleaned up.
 
+A route-conditioned model (task ``navigate``, ``steer --route FILE --pose SOURCE``) also needs the car's pose: the
+worker draws the map for each frame from the newest pose (:func:`edgecnn.navmap.rasterise`, the model's
+:class:`~edgecnn.navmap.MapSpec`) and runs the model on both. The stale-pose rule
+(:func:`~edgecnn.runtime.failsafe.is_pose_stale`): a pose older than the pose deadline is never used; the
+command is neutral in state ``pose-stale`` (the worker does not run the model on it, and the emitter re-checks
+the pose's age when it sends, and on its own within the deadline when poses stop while frames still flow),
+until a fresh pose arrives. Every command of a route model carries ``pose_age_ms`` and the ``pose`` it used.
+
 Example::
 
     with open_source("0") as src:
@@ -25,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -32,12 +41,23 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from edgecnn.errors import ModelError
+from edgecnn.navmap import RoadNetwork, Route, rasterise
 from edgecnn.outputs import decode_steering
-from edgecnn.runtime.failsafe import Command, CommandShaper, FailsafeConfig, is_stale
+from edgecnn.runtime.failsafe import (
+    Command,
+    CommandShaper,
+    FailsafeConfig,
+    is_pose_stale,
+    is_stale,
+    pose_age_ms,
+)
+from edgecnn.runtime.pose import Pose, PoseSource
 from edgecnn.runtime.predictor import Predictor
 from edgecnn.runtime.sources import Frame, Source
 from edgecnn.runtime.stats import LatencyRecorder, RunStats
@@ -116,6 +136,26 @@ def run_interruptibly(fn: Callable[[], Any], stop: StopRequest, what: str = "sta
 
 
 @dataclass(frozen=True)
+class RouteInputs:
+    """What a route-conditioned model needs besides frames.
+
+    Attributes:
+        network, route: from the route file (:func:`edgecnn.navmap.load_route`).
+        poses: where the car believes it is (:func:`edgecnn.runtime.pose.open_pose`; not closed by the loop).
+        deadline_s: a pose older than this (seconds since it was received) is stale: neutral ``pose-stale``.
+    """
+
+    network: RoadNetwork
+    route: Route
+    poses: PoseSource
+    deadline_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (self.deadline_s > 0 and math.isfinite(self.deadline_s)):
+            raise ValueError(f"pose deadline must be a positive number of seconds, got: {self.deadline_s}")
+
+
+@dataclass(frozen=True)
 class SteerResult:
     """What a steering run did.
 
@@ -131,6 +171,10 @@ class SteerResult:
         longest_gap_ms: the longest time between two consecutive commands, milliseconds.
         deadline_ms: the deadline in force.
         stop_reason: ``end of stream``, ``max frames``, ``SIGINT``, ``SIGTERM`` or ``error``.
+        pose: route models only (else None): ``source``, ``received`` and ``skipped`` (lines that were not
+            poses) counts, ``deadline_ms``, ``worst_neutral_ms`` (longest time from the newest pose's arrival
+            to the first ``pose-stale`` command after it; None if never) and ``oldest_used_ms`` (the oldest pose
+            a map was drawn from when its command went out: never above the deadline).
     """
 
     stats: RunStats
@@ -142,23 +186,39 @@ class SteerResult:
     longest_gap_ms: float = 0.0
     deadline_ms: float = 0.0
     stop_reason: str = ""
+    pose: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stats": self.stats.to_dict(), "states": dict(self.states), "late": self.late, "frozen": self.frozen,
-                "non_finite": self.non_finite,
-                "worst_neutral_ms": None if self.worst_neutral_ms is None else round(self.worst_neutral_ms, 3),
-                "longest_gap_ms": round(self.longest_gap_ms, 3), "deadline_ms": self.deadline_ms,
-                "stop_reason": self.stop_reason}
+        d = {"stats": self.stats.to_dict(), "states": dict(self.states), "late": self.late, "frozen": self.frozen,
+             "non_finite": self.non_finite,
+             "worst_neutral_ms": None if self.worst_neutral_ms is None else round(self.worst_neutral_ms, 3),
+             "longest_gap_ms": round(self.longest_gap_ms, 3), "deadline_ms": self.deadline_ms,
+             "stop_reason": self.stop_reason}
+        if self.pose is not None:
+            d["pose"] = dict(self.pose)
+        return d
 
     def format(self) -> str:
-        """The latency table plus two lines on commands and the fail-safe."""
-        counts = ", ".join(f"{s} {self.states.get(s, 0)}" for s in ("ok", "uncertain", "stale", "stopped"))
+        """The latency table plus two lines on commands and the fail-safe (three for a route model)."""
+        names = ("ok", "uncertain", "stale", "pose-stale", "stopped") if self.pose else ("ok", "uncertain", "stale",
+                                                                                         "stopped")
+        counts = ", ".join(f"{s} {self.states.get(s, 0)}" for s in names)
         neutral = ("never stale" if self.worst_neutral_ms is None
                    else f"worst frame-to-neutral {self.worst_neutral_ms:.0f} ms")
-        return (f"{self.stats.format()}\ncommands: {counts}; dropped {self.late} late and {self.frozen} frozen "
+        text = (f"{self.stats.format()}\ncommands: {counts}; dropped {self.late} late and {self.frozen} frozen "
                 f"frame(s); {self.non_finite} non-finite output(s) made neutral\n"
                 f"fail-safe: {neutral} (deadline {self.deadline_ms:.0f} ms); longest gap between commands "
                 f"{self.longest_gap_ms:.0f} ms; stopped by {self.stop_reason}")
+        if self.pose is not None:
+            p = self.pose
+            worst = ("never stale" if p["worst_neutral_ms"] is None
+                     else f"worst pose-to-neutral {p['worst_neutral_ms']:.0f} ms")
+            used = "no pose used" if p["oldest_used_ms"] is None else f"oldest pose used {p['oldest_used_ms']:.0f} ms"
+            text += (f"\npose ({p['source']}): {p['received']} received, {p['skipped']} line(s) skipped (not poses); "
+                     f"fallback: {self.states.get('pose-stale', 0)} neutral 'pose-stale' command(s), {worst} "
+                     f"(pose deadline {p['deadline_ms']:.0f} ms); {used}"
+                     + (f"; reader stopped: {p['error']}" if p.get("error") else ""))
+        return text
 
 
 @dataclass(frozen=True)
@@ -173,22 +233,53 @@ class _Result:
     started: float  # perf_counter when the worker began waiting for this frame
     content_mono: float  # capture time (monotonic) of the first frame with this exact image: a frozen camera
     # that repeats one image has fresh timestamps but old content, and must not keep steering
+    pose: Pose | None = None  # route models: the pose the map was drawn from (or the stale one that was refused)
+    pose_stale: bool = False  # route models: the pose was stale, the model did not run: a neutral command
 
 
 class _Worker:
     """Reads frames and runs the model on its own thread; the newest result waits in ``pending``."""
 
-    def __init__(self, source: Source, predictor: Predictor, cond: threading.Condition, detect_frozen: bool) -> None:
+    def __init__(self, source: Source, predictor: Predictor, cond: threading.Condition, detect_frozen: bool,
+                 nav: RouteInputs | None = None) -> None:
         self.source, self.predictor, self.cond = source, predictor, cond
         self.detect_frozen = detect_frozen
+        self.nav = nav
+        spec = getattr(predictor, "map_spec", None)  # None for image-only models (and duck-typed predictors)
+        self.map_buf = None if spec is None else np.zeros((spec.size, spec.size, len(spec.channels)), np.uint8)
         self.pending: _Result | None = None
         self.done = False
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="steer:model", daemon=True)
 
+    def _result(self, frame: Frame, raw: np.ndarray, wait_ms: float, t0: float, content_mono: float,
+                map_ms: float | None = None, pose: Pose | None = None) -> _Result:
+        t1 = time.perf_counter()
+        batch = decode_steering(raw[None], self.predictor.contract)
+        post_ms = (time.perf_counter() - t1) * 1e3
+        t = self.predictor.last_timings
+        stages = {"capture": frame.capture_ms, "wait": wait_ms}
+        if map_ms is not None:
+            stages["map"] = map_ms
+        stages.update({"preprocess": t.preprocess_ms if t else 0.0, "invoke": t.invoke_ms if t else 0.0,
+                       "postprocess": (t.postprocess_ms if t else 0.0) + post_ms})
+        return _Result(frame, float(batch.steering[0]), None if batch.throttle is None else float(batch.throttle[0]),
+                       None if batch.std is None else float(batch.std[0]), stages, t0, content_mono, pose)
+
+    def _route_step(self, frame: Frame, wait_ms: float, t0: float, content_mono: float) -> _Result:
+        """The newest pose; stale: a neutral result without running the model; fresh: its map, then the model."""
+        nav = self.nav
+        pose = nav.poses.newest()
+        if is_pose_stale(None if pose is None else pose.received, time.monotonic(), nav.deadline_s):
+            return _Result(frame, 0.0, None, None, {}, t0, content_mono, pose, pose_stale=True)
+        tm = time.perf_counter()
+        raster = rasterise(nav.network, nav.route, pose.xyh, self.predictor.map_spec, out=self.map_buf)
+        map_ms = (time.perf_counter() - tm) * 1e3
+        raw = self.predictor.predict(frame.image, raster)
+        return self._result(frame, raw, wait_ms, t0, content_mono, map_ms, pose)
+
     def _run(self) -> None:
-        contract = self.predictor.contract
         last_print: int | None = None
         content_mono = 0.0
         try:
@@ -204,23 +295,11 @@ class _Worker:
                 fingerprint = zlib.crc32(frame.image[::4, ::4].tobytes()) if self.detect_frozen else None
                 if fingerprint is None or fingerprint != last_print:
                     content_mono, last_print = frame.monotonic, fingerprint
-                raw = self.predictor.predict(frame.image)
-                t1 = time.perf_counter()
-                batch = decode_steering(raw[None], contract)
-                post_ms = (time.perf_counter() - t1) * 1e3
-                t = self.predictor.last_timings
-                stages = {"capture": frame.capture_ms, "wait": wait_ms,
-                          "preprocess": t.preprocess_ms if t else 0.0, "invoke": t.invoke_ms if t else 0.0,
-                          "postprocess": (t.postprocess_ms if t else 0.0) + post_ms}
-                result = _Result(
-                    frame,
-                    float(batch.steering[0]),
-                    None if batch.throttle is None else float(batch.throttle[0]),
-                    None if batch.std is None else float(batch.std[0]),
-                    stages,
-                    t0,
-                    content_mono,
-                )
+                if self.nav is not None:
+                    result = self._route_step(frame, wait_ms, t0, content_mono)
+                else:
+                    raw = self.predictor.predict(frame.image)
+                    result = self._result(frame, raw, wait_ms, t0, content_mono)
                 with self.cond:
                     if not self.source.live:  # every frame counts (images, --every-frame video): wait our turn
                         while self.pending is not None and not self.stop.is_set():
@@ -235,12 +314,20 @@ class _Worker:
                 self.cond.notify_all()
 
 
-def check_steering_model(predictor: Predictor) -> None:
-    """ModelError unless the predictor's contract is a steering one."""
-    if predictor.contract.task != "steer":
+def check_steering_model(predictor: Predictor, route: bool = False) -> None:
+    """ModelError (one line) unless the predictor is a steering model and ``route`` (a route file and a pose
+    source given) matches it: a ``navigate`` model needs them, an image-only ``steer`` model takes neither."""
+    task = predictor.contract.task
+    if task == "navigate" and not route:
+        raise ModelError(f"{predictor.name} is a route-conditioned (navigate) model: it steers from the camera and a "
+                         "map, so give --route FILE (the network and the route) and --pose SOURCE (where the car is)")
+    if task == "steer" and route:
+        raise ModelError(f"--route/--pose need a route-conditioned model (trained with --task navigate); "
+                         f"{predictor.name} is an image-only steering model")
+    if task not in ("steer", "navigate"):
         raise ModelError(
-            f"{predictor.name} is a {predictor.contract.task!r} model; steer needs a steering model exported by "
-            "edgecnn (trained with --task steer)"
+            f"{predictor.name} is a {task!r} model; steer needs a steering model exported by "
+            "edgecnn (trained with --task steer, or --task navigate with --route and --pose)"
         )
 
 
@@ -253,6 +340,7 @@ def steer_stream(
     stop: StopRequest | None = None,
     warmup: int = 5,
     detect_frozen: bool = True,
+    route: RouteInputs | None = None,
 ) -> SteerResult:
     """Drive until the source ends, ``max_frames`` commands came from frames, ``stop`` is set, or an error.
 
@@ -266,6 +354,8 @@ def steer_stream(
         warmup: leading frames excluded from the latency statistics.
         detect_frozen: treat a frame identical to the previous ones as only as fresh as the first of them
             (a frozen camera driver repeating one image goes ``stale``); turn off for synthetic still scenes.
+        route: the network, route, pose source and pose deadline for a ``navigate`` model (required for one,
+            refused for an image-only model).
 
     Returns:
         SteerResult; the last command sent is always a neutral ``stopped`` one.
@@ -273,14 +363,14 @@ def steer_stream(
     Raises:
         the source's or model's error (SourceError, ModelError, ...) after the ``stopped`` command went out.
     """
-    check_steering_model(predictor)
+    check_steering_model(predictor, route is not None)
     config = config or FailsafeConfig()
     stop = stop or StopRequest()
     send = on_command or (lambda cmd: None)
     rec = LatencyRecorder(warmup=warmup)
     states: Counter[str] = Counter()
     cond = threading.Condition()
-    worker = _Worker(source, predictor, cond, detect_frozen)
+    worker = _Worker(source, predictor, cond, detect_frozen, route)
     deadline, heartbeat = config.deadline_s, config.deadline_s / 2
     start_mono = time.monotonic()
     shaper = CommandShaper(config, start_mono)  # the car is assumed neutral at the start: ramp from straight
@@ -292,6 +382,27 @@ def steer_stream(
     longest_gap = 0.0
     late = frozen = 0
     reason = "error"
+    frames_done = 0  # frames turned into commands (model ones, and pose-stale neutral ones)
+    pose_neutral = False  # route models: a pose-stale neutral went out since the newest fresh pose was used
+    worst_pose_neutral: float | None = None
+    oldest_used: float | None = None  # the oldest pose (s) a command that used a map went out with
+
+    def newest_pose() -> Pose | None:
+        return None if route is None else route.poses.newest()
+
+    def with_pose(cmd: Command, pose: Pose | None, used: bool, mono: float) -> Command:
+        if route is None:
+            return cmd
+        age = pose_age_ms(None if pose is None else pose.received, mono)
+        return replace(cmd, route=True, pose_age_ms=age, pose=pose.xyh if (used and pose is not None) else None)
+
+    def pose_stale_neutral(frame: int | None, pose: Pose | None, mono: float) -> None:
+        nonlocal pose_neutral, worst_pose_neutral
+        if not pose_neutral:  # first neutral of this pose outage: how long after the newest pose arrived
+            ref = start_mono if pose is None else pose.received
+            worst_pose_neutral = max(worst_pose_neutral or 0.0, mono - ref)
+        pose_neutral = True
+        emit(with_pose(shaper.neutral("pose-stale", time.time(), mono, frame=frame), pose, False, mono))
 
     def emit(cmd: Command) -> None:
         nonlocal last_sent, longest_gap
@@ -309,6 +420,9 @@ def steer_stream(
                 if worker.pending is None and not worker.done and not stop.requested:
                     fresh = start_mono if fresh_mono is None else fresh_mono
                     due = stale_next if stale_next is not None else fresh + deadline
+                    if route is not None and not pose_neutral:  # wake when the newest pose goes stale
+                        p = newest_pose()
+                        due = min(due, (start_mono if p is None else p.received) + route.deadline_s)
                     cond.wait(timeout=min(_POLL_S, max(0.0, due - time.monotonic())))
                 result, worker.pending = worker.pending, None
                 done = worker.done
@@ -324,6 +438,17 @@ def steer_stream(
                         late += 1
                     else:
                         frozen += 1
+                elif route is not None and (result.pose_stale or is_pose_stale(
+                        result.pose.received, time.monotonic(), route.deadline_s)):
+                    # Never the stale pose's map: neutral, counted as pose-stale (re-checked here, at sending).
+                    pose_stale_neutral(frame.index, result.pose if result.pose_stale else newest_pose(),
+                                       time.monotonic())
+                    fresh_mono, last_frame, stale_next = result.content_mono, frame.index, None
+                    frames_done += 1
+                    if max_frames is not None and frames_done >= max_frames:
+                        reason = "max frames"
+                        break
+                    continue
                 else:
                     # wall and monotonic clocks read together: the slew limit runs on the one, the command's
                     # time is the other, and a thread descheduled between two distant reads would skew them
@@ -331,12 +456,17 @@ def steer_stream(
                     cmd = shaper.from_output(result.steering, result.throttle, result.uncertainty,
                                              frame.timestamp, frame.index, now_wall, now_mono,
                                              file=frame.name if frame.name != source.description else None)
+                    if route is not None:
+                        cmd = with_pose(cmd, result.pose, True, now_mono)
+                        oldest_used = max(oldest_used or 0.0, now_mono - result.pose.received)
+                        pose_neutral = False
                     t_send = time.perf_counter()
                     emit(cmd)
                     end = time.perf_counter()
                     rec.add_frame({**result.stages_ms, "sink": (end - t_send) * 1e3}, result.started, end)
                     fresh_mono, last_frame, stale_next = result.content_mono, frame.index, None
-                    if max_frames is not None and rec.frames >= max_frames:
+                    frames_done += 1
+                    if max_frames is not None and frames_done >= max_frames:
                         reason = "max frames"
                         break
                     continue  # another result may already be waiting
@@ -345,16 +475,23 @@ def steer_stream(
                     reason = "end of stream"
                 break
             now_mono = time.monotonic()
+            if route is not None and not pose_neutral:
+                p = newest_pose()
+                if is_pose_stale(start_mono if p is None else p.received, now_mono, route.deadline_s):
+                    pose_stale_neutral(last_frame, p, now_mono)  # poses stopped while frames still flow
+                    continue
             if is_stale(fresh_mono, start_mono, now_mono, deadline) and (stale_next is None or now_mono >= stale_next):
                 if stale_next is None:  # first neutral of this stall: how long after the last fresh frame
                     fresh = start_mono if fresh_mono is None else fresh_mono
                     worst_neutral = max(worst_neutral or 0.0, now_mono - fresh)
-                emit(shaper.neutral("stale", time.time(), now_mono, frame=last_frame))
+                emit(with_pose(shaper.neutral("stale", time.time(), now_mono, frame=last_frame), newest_pose(), False,
+                               now_mono))
                 stale_next = now_mono + heartbeat
     finally:
         # Safety first: the neutral stop goes out before anything else is cleaned up.
         try:
-            emit(shaper.neutral("stopped", time.time(), time.monotonic(), frame=last_frame))
+            mono = time.monotonic()
+            emit(with_pose(shaper.neutral("stopped", time.time(), mono, frame=last_frame), newest_pose(), False, mono))
         finally:
             worker.stop.set()
             source.close()
@@ -362,8 +499,15 @@ def steer_stream(
             source.join(timeout=1.0)  # let OpenCV out of read() before the process may exit
     if worker.error is not None and reason in ("error", "end of stream"):
         raise worker.error
+    pose = None
+    if route is not None:
+        p = route.poses
+        pose = {"source": p.description, "received": p.received, "skipped": p.skipped, "error": p.error,
+                "deadline_ms": route.deadline_s * 1e3,
+                "worst_neutral_ms": None if worst_pose_neutral is None else round(worst_pose_neutral * 1e3, 3),
+                "oldest_used_ms": None if oldest_used is None else round(oldest_used * 1e3, 3)}
     return SteerResult(
         stats=rec.summary(), states=dict(states), late=late, frozen=frozen, non_finite=shaper.non_finite,
         worst_neutral_ms=None if worst_neutral is None else worst_neutral * 1e3,
-        longest_gap_ms=longest_gap * 1e3, deadline_ms=deadline * 1e3, stop_reason=reason,
+        longest_gap_ms=longest_gap * 1e3, deadline_ms=deadline * 1e3, stop_reason=reason, pose=pose,
     )

@@ -6,6 +6,8 @@ panorama of the surroundings (sky, walls, furniture, trees). Per frame, :func:`r
 ground point (see :mod:`edgecnn.sim.camera`), moves it to world coordinates by the car's pose, and samples the
 texture level that matches the pixel's ground footprint (``cv2.remap``); pixels above the ground sample the
 panorama by direction. Lighting (gain, colour cast, gamma), haze and sensor noise are applied last.
+:func:`build_network_scene` paints a whole road network around one route the same way (every road, clean
+junctions with rounded kerbs), for :mod:`edgecnn.sim.network`.
 
 Deterministic: a scene depends only on its generator's state, a frame only on the scene, the pose, the camera and
 the ``rng`` passed to :func:`render`. Output frames are ``uint8 HxWx3 BGR``, like a camera's.
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -23,6 +27,9 @@ import numpy as np
 from edgecnn.sim.bicycle import CarParams, Pose
 from edgecnn.sim.camera import Camera, rays
 from edgecnn.sim.road import Road
+
+if TYPE_CHECKING:  # only for the annotation: networkx stays out of a plain scene's imports
+    from edgecnn.sim.network import SimNetwork
 
 RES = 0.025  # metres per texture pixel at the finest level
 LEVELS = (1, 4, 16)  # texture pyramid: 2.5 cm, 10 cm, 40 cm per pixel
@@ -91,44 +98,51 @@ def _offset_line(road: Road, offset: float) -> np.ndarray:
     return road.xy + offset * n
 
 
-def build_scene(road: Road, rng: np.random.Generator, labels: bool = False) -> Scene:
-    """Paint the textures, panorama and lighting of one road (about 20-60 ms).
-
-    ``labels``: also paint the class of every ground point (road surface, lane marking, everything else) with
-    the same geometry, for :func:`render_labels`. It draws nothing from ``rng``, so the frames are the same
-    either way.
-    """
-    # The road (both lanes) lies within 3 half-widths of the driving line.
-    lo = road.xy.min(0) - MARGIN - 3 * road.half_width
-    hi = road.xy.max(0) + MARGIN + 3 * road.half_width
-    w = int(math.ceil((hi[0] - lo[0]) / RES / LEVELS[-1])) * LEVELS[-1]
-    h = int(math.ceil((hi[1] - lo[1]) / RES / LEVELS[-1])) * LEVELS[-1]
+def _canvas(lo: np.ndarray, hi: np.ndarray) -> tuple[int, int, Callable[[np.ndarray], np.ndarray]]:
+    """Texture size (w, h) in fine pixels for the world box ``lo``..``hi`` (whole coarse pixels) and the world ->
+    cv2 point converter (4 fractional bits, for sub-pixel accurate lines)."""
+    w = math.ceil((hi[0] - lo[0]) / RES / LEVELS[-1]) * LEVELS[-1]
+    h = math.ceil((hi[1] - lo[1]) / RES / LEVELS[-1]) * LEVELS[-1]
 
     def px(points: np.ndarray) -> np.ndarray:
-        # cv2 drawing with 4 fractional bits, for sub-pixel accurate lines.
         return np.round((points - lo) / RES * 16).astype(np.int32).reshape(-1, 1, 2)
 
+    return w, h, px
+
+
+def _floor(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The floor: float32 (h, w, 3) BGR texture and the (h, w) blotch field it was tinted with."""
     ground = _GROUNDS[rng.integers(len(_GROUNDS))] + rng.normal(0, 15, 3).astype(np.float32)
     # Floor texture: two scales of blotches, one grey-level field (cheap), tinted per channel.
     blotch = _smooth_noise(rng, h, w, 40, rng.uniform(4, 18)) + _smooth_noise(rng, h, w, 8, rng.uniform(2, 8))
-    tex = ground + blotch[..., None] * rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    return ground + blotch[..., None] * rng.uniform(0.8, 1.2, 3).astype(np.float32), blotch
 
-    # The car drives in the right-hand lane of a two-lane track (as on Donkey Car tracks): a white edge line on
-    # its right, the dashed yellow centre line on its left, and the other lane's white edge beyond.
-    hw = road.half_width
-    # Class of each fine texture pixel (segmentation labels): drawn without anti-aliasing, same geometry.
-    cls = np.zeros((h, w), np.uint8) if labels else None
+
+def _surface(rng: np.random.Generator, tex: np.ndarray, blotch: np.ndarray, cls: np.ndarray | None,
+             centres: list[np.ndarray], hw: float,
+             corners: Callable[[float], list[np.ndarray]] | None = None) -> None:
+    """The drivable surface (both lanes) along each road centre line in ``centres`` (cv2 points), in place;
+    ``corners(extra)`` gives the junction corners to fill (cv2 polygons) for a surface ``extra`` m wider than the
+    edge lines on each side."""
     road_width = int(4 * hw / RES)  # the drivable surface: both lanes, between the outer edge lines
+    extra = 0.0
     if rng.random() < 0.6:  # a distinct road surface; otherwise tape lines on the floor
         surface = (_ROADS[rng.integers(len(_ROADS))] + rng.normal(0, 10, 3)).tolist()
         extra = rng.uniform(0.05, 0.3)
         road_width = int(4 * hw / RES + 2 * extra / RES)
-        cv2.polylines(tex, [px(_offset_line(road, hw))], False, surface, road_width, cv2.LINE_AA, shift=4)
+        cv2.polylines(tex, centres, False, surface, road_width, cv2.LINE_AA, shift=4)
+        if corners is not None:
+            cv2.fillPoly(tex, corners(extra), surface, cv2.LINE_AA, shift=4)
         tex += blotch[..., None] * 0.3  # keep some texture on the road too
     if cls is not None:
-        cv2.polylines(cls, [px(_offset_line(road, hw))], False, _ROAD, road_width, cv2.LINE_8, shift=4)
+        cv2.polylines(cls, centres, False, _ROAD, road_width, cv2.LINE_8, shift=4)
+        if corners is not None:
+            cv2.fillPoly(cls, corners(extra), _ROAD, cv2.LINE_8, shift=4)
 
-    # Distractor decals (leaves, papers, stains, tape scraps, cones' footprints), mostly off the road.
+
+def _decals(rng: np.random.Generator, tex: np.ndarray, road: Road, lo: np.ndarray) -> None:
+    """Distractor decals (leaves, papers, stains, tape scraps, cones' footprints), mostly off the road."""
+    hw = road.half_width
     for _ in range(int(rng.integers(5, 40))):
         s = rng.uniform(0, road.length + 10)
         on_road = rng.random() < 0.25
@@ -140,26 +154,22 @@ def build_scene(road: Road, rng: np.random.Generator, labels: bool = False) -> S
         axes = tuple(int(v) for v in rng.uniform(0.03, 0.25 if on_road else 0.5, 2) / RES * 16)
         cv2.ellipse(tex, centre, axes, float(rng.uniform(0, 180)), 0, 360, col, -1, cv2.LINE_AA, shift=4)
 
-    # Lane markings, with occasional dropouts of one line.
-    line_w = max(int(round(rng.uniform(0.04, 0.07) / RES)), 1)
-    edge_col = (_WHITE if rng.random() < 0.85 else _YELLOW) * rng.uniform(0.75, 1.0)
-    for off in (-hw, 3 * hw):
-        if rng.random() < 0.95:
-            cv2.polylines(tex, [px(_offset_line(road, off))], False, edge_col.tolist(), line_w, cv2.LINE_AA, shift=4)
-            if cls is not None:
-                cv2.polylines(cls, [px(_offset_line(road, off))], False, _MARKING, line_w, cv2.LINE_8, shift=4)
-    if rng.random() < 0.9:
-        centre_col = (_YELLOW if rng.random() < 0.8 else _WHITE) * rng.uniform(0.75, 1.0)
-        dash = rng.uniform(0.15, 0.5)
-        gap = rng.uniform(0.15, 0.5) if rng.random() < 0.85 else 0.0
-        period = max(int(round((dash + gap) / road.ds)), 1)
-        on = max(int(round(dash / road.ds)), 1)
-        left = _offset_line(road, hw)
-        segs = [px(left[i : min(i + on, len(left) - 1) + 1]) for i in range(int(rng.integers(0, period)), len(left) - 1, period)]
-        cv2.polylines(tex, segs, False, centre_col.tolist(), line_w, cv2.LINE_AA, shift=4)
-        if cls is not None:
-            cv2.polylines(cls, segs, False, _MARKING, line_w, cv2.LINE_8, shift=4)
 
+def _lines(tex: np.ndarray, cls: np.ndarray | None, lines: list[np.ndarray], col: list[float], line_w: int) -> None:
+    """Painted lines (cv2 points) on the texture and, as markings, on the class image."""
+    cv2.polylines(tex, lines, False, col, line_w, cv2.LINE_AA, shift=4)
+    if cls is not None:
+        cv2.polylines(cls, lines, False, _MARKING, line_w, cv2.LINE_8, shift=4)
+
+
+def _dashes(line: np.ndarray, on: int, period: int, phase: int) -> list[np.ndarray]:
+    """The dashes of a centre line sampled every ``ds``: ``on`` samples painted every ``period`` from ``phase``."""
+    return [line[i : min(i + on, len(line) - 1) + 1] for i in range(phase, len(line) - 1, period)]
+
+
+def _finish(rng: np.random.Generator, tex: np.ndarray, road: Road, lo: np.ndarray, px, cls: np.ndarray | None) -> Scene:
+    """Shadows, blur, the texture pyramid, surroundings, lighting and sensor noise: the rest of a scene."""
+    h, w = tex.shape[:2]
     # Soft shadows (trees, furniture, people) painted on the ground.
     n_shadows = int(rng.integers(0, 7))
     if n_shadows:
@@ -197,6 +207,88 @@ def build_scene(road: Road, rng: np.random.Generator, labels: bool = False) -> S
         noise=noise,
         labels=_label_pyramid(cls) if cls is not None else (),
     )
+
+
+def build_scene(road: Road, rng: np.random.Generator, labels: bool = False) -> Scene:
+    """Paint the textures, panorama and lighting of one road (about 20-60 ms).
+
+    ``labels``: also paint the class of every ground point (road surface, lane marking, everything else) with
+    the same geometry, for :func:`render_labels`. It draws nothing from ``rng``, so the frames are the same
+    either way.
+    """
+    # The road (both lanes) lies within 3 half-widths of the driving line.
+    lo = road.xy.min(0) - MARGIN - 3 * road.half_width
+    hi = road.xy.max(0) + MARGIN + 3 * road.half_width
+    w, h, px = _canvas(lo, hi)
+    tex, blotch = _floor(rng, h, w)
+
+    # The car drives in the right-hand lane of a two-lane track (as on Donkey Car tracks): a white edge line on
+    # its right, the dashed yellow centre line on its left, and the other lane's white edge beyond.
+    hw = road.half_width
+    # Class of each fine texture pixel (segmentation labels): drawn without anti-aliasing, same geometry.
+    cls = np.zeros((h, w), np.uint8) if labels else None
+    _surface(rng, tex, blotch, cls, [px(_offset_line(road, hw))], hw)
+    _decals(rng, tex, road, lo)
+
+    # Lane markings, with occasional dropouts of one line.
+    line_w = max(round(rng.uniform(0.04, 0.07) / RES), 1)
+    edge_col = (_WHITE if rng.random() < 0.85 else _YELLOW) * rng.uniform(0.75, 1.0)
+    for off in (-hw, 3 * hw):
+        if rng.random() < 0.95:
+            _lines(tex, cls, [px(_offset_line(road, off))], edge_col.tolist(), line_w)
+    if rng.random() < 0.9:
+        centre_col = (_YELLOW if rng.random() < 0.8 else _WHITE) * rng.uniform(0.75, 1.0)
+        dash = rng.uniform(0.15, 0.5)
+        gap = rng.uniform(0.15, 0.5) if rng.random() < 0.85 else 0.0
+        period = max(round((dash + gap) / road.ds), 1)
+        on = max(round(dash / road.ds), 1)
+        left = _offset_line(road, hw)
+        segs = [px(seg) for seg in _dashes(left, on, period, int(rng.integers(0, period)))]
+        _lines(tex, cls, segs, centre_col.tolist(), line_w)
+    return _finish(rng, tex, road, lo, px, cls)
+
+
+def build_network_scene(net: SimNetwork, route_road: Road, rng: np.random.Generator, labels: bool = False) -> Scene:
+    """Paint a road network around one route: like :func:`build_scene` (floor, surfaces, distractors, markings,
+    shadows, surroundings, lighting), but every road of ``net`` is painted with its surface, white edge lines and
+    dashed centre line, and junctions are clean (no edge line across the road that meets it; see
+    :attr:`edgecnn.sim.network.SimNetwork.markings`), so the camera sees each junction and all its branches.
+
+    The textures cover ``route_road`` (the route's driving line, :func:`edgecnn.sim.network.route_road`) and
+    :data:`MARGIN` metres around it; ``scene.road`` is ``route_road``. About 0.1-0.3 s. ``labels`` as for
+    :func:`build_scene`. Deterministic for a given ``rng`` state; frames with :func:`render` as for any scene.
+    """
+    hw = net.half_width
+    lo = route_road.xy.min(0) - MARGIN - 3 * hw
+    hi = route_road.xy.max(0) + MARGIN + 3 * hw
+    w, h, px = _canvas(lo, hi)
+    tex, blotch = _floor(rng, h, w)
+    cls = np.zeros((h, w), np.uint8) if labels else None
+    edges = [d for _u, _v, d in sorted(net.graph.edges(data=True), key=lambda e: int(e[2]["id"][1:]))]
+    def corners(extra: float) -> list[np.ndarray]:  # the rounded junction corners of a surface extra m wider
+        return [px(k.polygon()) for k in net.corners(extra)]
+
+    _surface(rng, tex, blotch, cls, [px(d["points"]) for d in edges], hw, corners)
+    _decals(rng, tex, route_road, lo)
+    line_w = max(round(rng.uniform(0.04, 0.07) / RES), 1)
+    edge_col = ((_WHITE if rng.random() < 0.85 else _YELLOW) * rng.uniform(0.75, 1.0)).tolist()
+    marks = net.markings
+    for left, right, _centre in marks:
+        for runs in (left, right):
+            if rng.random() < 0.95:
+                _lines(tex, cls, [px(r) for r in runs], edge_col, line_w)
+    _lines(tex, cls, [px(a) for a in net.kerbs], edge_col, line_w)
+    if rng.random() < 0.9:
+        centre_col = ((_YELLOW if rng.random() < 0.8 else _WHITE) * rng.uniform(0.75, 1.0)).tolist()
+        dash = rng.uniform(0.15, 0.5)
+        gap = rng.uniform(0.15, 0.5) if rng.random() < 0.85 else 0.0
+        ds = float(np.hypot(*(edges[0]["points"][1] - edges[0]["points"][0])))
+        period = max(round((dash + gap) / ds), 1)
+        on = max(round(dash / ds), 1)
+        segs = [px(seg) for _l, _r, centre in marks for run in centre
+                for seg in _dashes(run, on, period, int(rng.integers(0, period)))]
+        _lines(tex, cls, segs, centre_col, line_w)
+    return _finish(rng, tex, route_road, lo, px, cls)
 
 
 def _label_pyramid(cls: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -251,26 +343,8 @@ def render(
     camera = camera or Camera()
     car = car or CarParams()
     r = rays(camera)
-    cos_y, sin_y = math.cos(pose.yaw), math.sin(pose.yaw)
-    cam_x = pose.x + car.camera_forward * cos_y
-    cam_y = pose.y + car.camera_forward * sin_y
-    wx = cam_x + r.fwd * cos_y - r.left * sin_y
-    wy = cam_y + r.fwd * sin_y + r.left * cos_y
-    col0 = (wx - scene.x0) / RES
-    row0 = (wy - scene.y0) / RES
-
-    # Texture level from the pixel's ground footprint (LEVELS grow 4x): a hat-weighted blend of the two levels
-    # that bracket it, trilinear-style, so the far field does not alias. The weights depend only on the camera.
-    weights = _level_weights(camera)
     border = tuple(float(v) for v in scene.textures[0][0, 0])
-    ground = None
-    for i, f in enumerate(LEVELS):
-        # Pixel centres of a coarser level sit at (k + 0.5) * f - 0.5 fine pixels.
-        mx = ((col0 + 0.5) / f - 0.5).astype(np.float32)
-        my = ((row0 + 0.5) / f - 0.5).astype(np.float32)
-        sample = cv2.remap(scene.textures[i], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
-        part = sample * weights[i]
-        ground = part if ground is None else ground + part
+    ground = _sample_ground(scene, scene.textures, border, pose, camera, car)
 
     # Haze: the ground fades to the horizon colour with distance.
     fade = (1.0 - np.exp(-r.dist / scene.haze_distance))[..., None]
@@ -299,6 +373,35 @@ def render(
     return np.clip(out + tile, 0, 255).astype(np.uint8)
 
 
+def _sample_ground(scene: Scene, levels: tuple[np.ndarray, ...], border: tuple[float, ...], pose: Pose,
+                   camera: Camera, car: CarParams) -> np.ndarray:
+    """float32 (H, W, C): what each camera pixel's ground point sees in the pyramid ``levels`` (the textures or
+    the class coverage, finest first), ``border`` outside them.
+
+    The texture level comes from the pixel's ground footprint (LEVELS grow 4x): a hat-weighted blend of the two
+    levels that bracket it, trilinear-style, so the far field does not alias. The weights depend only on the
+    camera.
+    """
+    r = rays(camera)
+    cos_y, sin_y = math.cos(pose.yaw), math.sin(pose.yaw)
+    cam_x = pose.x + car.camera_forward * cos_y
+    cam_y = pose.y + car.camera_forward * sin_y
+    wx = cam_x + r.fwd * cos_y - r.left * sin_y
+    wy = cam_y + r.fwd * sin_y + r.left * cos_y
+    col0 = (wx - scene.x0) / RES
+    row0 = (wy - scene.y0) / RES
+    weights = _level_weights(camera)
+    out = None
+    for i, f in enumerate(LEVELS):
+        # Pixel centres of a coarser level sit at (k + 0.5) * f - 0.5 fine pixels.
+        mx = ((col0 + 0.5) / f - 0.5).astype(np.float32)
+        my = ((row0 + 0.5) / f - 0.5).astype(np.float32)
+        sample = cv2.remap(levels[i], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        part = sample * weights[i]
+        out = part if out is None else out + part
+    return out
+
+
 @functools.lru_cache(maxsize=64)
 def _level_weights(camera: Camera) -> tuple[np.ndarray, ...]:
     """float32 (H, W, 1) blend weight of each texture level for every pixel of ``camera`` (they sum to 1)."""
@@ -320,22 +423,7 @@ def render_labels(scene: Scene, pose: Pose, camera: Camera | None = None, car: C
     camera = camera or Camera()
     car = car or CarParams()
     r = rays(camera)
-    cos_y, sin_y = math.cos(pose.yaw), math.sin(pose.yaw)
-    cam_x = pose.x + car.camera_forward * cos_y
-    cam_y = pose.y + car.camera_forward * sin_y
-    wx = cam_x + r.fwd * cos_y - r.left * sin_y
-    wy = cam_y + r.fwd * sin_y + r.left * cos_y
-    col0 = (wx - scene.x0) / RES
-    row0 = (wy - scene.y0) / RES
-    weights = _level_weights(camera)
-    cover = None
-    for i, f in enumerate(LEVELS):
-        mx = ((col0 + 0.5) / f - 0.5).astype(np.float32)
-        my = ((row0 + 0.5) / f - 0.5).astype(np.float32)
-        sample = cv2.remap(scene.labels[i], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                           borderValue=(1.0, 0.0, 0.0))
-        part = sample * weights[i]
-        cover = part if cover is None else cover + part
+    cover = _sample_ground(scene, scene.labels, (1.0, 0.0, 0.0), pose, camera, car)
     out = cover.argmax(-1).astype(np.uint8)
     out[~r.ground] = 0
     return out

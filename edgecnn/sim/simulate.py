@@ -15,6 +15,10 @@ A policy is any callable ``policy(frame) -> (steering, uncertainty | None)`` wit
 frame: privileged access, for the ideal controller) and ``needs_frame = False`` (skip rendering).
 
 Roads come from :data:`edgecnn.sim.road.SIM_STREAM`, disjoint from the training data's stream.
+
+:func:`run_loop` is the loop itself (tick, delayed command, bicycle model, departure and re-centring) over any
+:class:`~edgecnn.sim.road.Road`; :func:`drive_road` and the route driver of :mod:`edgecnn.sim.navigate` (road
+networks, maps at an estimated pose) both drive through it.
 """
 
 from __future__ import annotations
@@ -160,37 +164,79 @@ def zero_policy(frame: np.ndarray) -> tuple[float, float | None]:
 zero_policy.needs_frame = False  # type: ignore[attr-defined]
 
 
-def drive_road(
-    policy: Policy, index: int, config: SimConfig, rng_frames: np.random.Generator | None = None
-) -> RoadResult:
-    """Drive road ``index`` of the simulator's stream with ``policy``."""
-    rng = road_rng(config.seed, SIM_STREAM, index)
-    road = make_road(rng, length=config.road_length)
-    needs_frame = getattr(policy, "needs_frame", True)
-    scene = build_scene(road, rng) if needs_frame else None
-    frame_rng = rng_frames or np.random.default_rng([config.seed & 0xFFFFFFFF, SIM_STREAM, index, 1])
-    observe = getattr(policy, "observe", None)
-    car = config.car
-    dt = 1.0 / config.control_hz
-    latency = max(config.latency_ms, 0.0) / 1000.0
-    time_limit = 2.0 * road.length / car.speed + 5.0
+@dataclass(frozen=True)
+class LoopTrace:
+    """What one closed-loop drive along a road recorded, tick by tick (the shared core of every drive).
 
-    x, y, h = road.pose_at(0.5)
+    Attributes:
+        s: float64 (T,) arc length of the car's nearest driving-line point after each tick, metres (after a
+            departure: where the car was when it left the lane, before re-centring).
+        offsets: float64 (T,) |lateral offset| from the driving line after each tick, metres.
+        departed: bool (T,) True at the ticks that ended in a departure (and a re-centring).
+        trajectory: float32 (T + D, 2) rear-axle positions (world m), NaN rows at re-centring jumps.
+        departure_points: float32 (D, 2) where each departure happened (world m).
+        uncertainties: float64 (U,) the policy's uncertainties, for the ticks that gave one.
+        distance: metres driven along the road (final ``s``, capped at the road's length).
+        time_s: simulated seconds.
+    """
+
+    s: np.ndarray
+    offsets: np.ndarray
+    departed: np.ndarray
+    trajectory: np.ndarray
+    departure_points: np.ndarray
+    uncertainties: np.ndarray
+    distance: float
+    time_s: float
+
+    @property
+    def steps(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def departures(self) -> int:
+        return int(self.departed.sum())
+
+
+# command(pose, t, s) -> (steering, uncertainty | None): what the car is told at tick time t (s), from pose.
+Command = Callable[[Pose, float, float], tuple[float, float | None]]
+
+
+def run_loop(
+    road: Road,
+    command: Command,
+    car: CarParams,
+    control_hz: float,
+    latency_ms: float = 0.0,
+    start_s: float = 0.5,
+    time_limit: float | None = None,
+) -> LoopTrace:
+    """Drive ``road`` from arc length ``start_s`` to its end: every tick ask ``command(pose, t, s)``, apply it
+    ``latency_ms`` later through the bicycle model, and re-centre the car on the driving line when it leaves
+    its lane (``|offset| > road.half_width``).
+
+    ``command`` gets the true rear-axle pose, the tick's time (s since the start) and the car's arc length
+    along the road (m); it renders, estimates, rasterises as it needs. A non-finite command counts as 0
+    (straight ahead). ``time_limit`` (s) defaults to twice the time the road takes at ``car.speed``, plus 5 s.
+    """
+    dt = 1.0 / control_hz
+    latency = max(latency_ms, 0.0) / 1000.0
+    if time_limit is None:
+        time_limit = 2.0 * road.length / car.speed + 5.0
+    x, y, h = road.pose_at(start_s)
     pose = Pose(x, y, h)
-    s = 0.5
+    s = start_s
     t = 0.0
     current = 0.0
     pending: deque[tuple[float, float]] = deque()  # (time it reaches the wheels, command)
+    s_log: list[float] = []
     offsets: list[float] = []
+    departed: list[bool] = []
     uncertainties: list[float] = []
     traj: list[tuple[float, float]] = []
     departures: list[tuple[float, float]] = []
-    in_lane = 0
     while s < road.length and t < time_limit:
-        if observe is not None:
-            observe(road, pose, s)
-        frame = render(scene, pose, config.camera, car, rng=frame_rng) if scene is not None else None
-        cmd, unc = policy(frame)
+        cmd, unc = command(pose, t, s)
         cmd = float(cmd)
         if not math.isfinite(cmd):
             cmd = 0.0  # a NaN command is treated as "no steering", and the drive goes on
@@ -207,10 +253,13 @@ def drive_road(
             current = c
         pose = step(pose, current, t_end - t, car)
         t = t_end
-        s, offset, road_h = road.locate(pose.x, pose.y, hint_s=s)
+        s, offset, _road_h = road.locate(pose.x, pose.y, hint_s=s)
+        s_log.append(s)
         offsets.append(abs(offset))
         traj.append((pose.x, pose.y))
-        if abs(offset) > road.half_width:
+        out = abs(offset) > road.half_width
+        departed.append(out)
+        if out:
             departures.append((pose.x, pose.y))
             traj.append((math.nan, math.nan))  # breaks the plotted path at the re-centring jump
             # The intervention: back onto the lane centre, aligned, with a fresh command queue.
@@ -218,22 +267,51 @@ def drive_road(
             pose = Pose(x, y, h)
             pending.clear()
             current = 0.0
-        else:
-            in_lane += 1
-    off = np.asarray(offsets) if offsets else np.zeros(1)
+    return LoopTrace(
+        s=np.asarray(s_log, np.float64),
+        offsets=np.asarray(offsets, np.float64),
+        departed=np.asarray(departed, bool),
+        trajectory=np.asarray(traj, np.float32).reshape(-1, 2),
+        departure_points=np.asarray(departures, np.float32).reshape(-1, 2),
+        uncertainties=np.asarray(uncertainties, np.float64),
+        distance=float(min(s, road.length)),
+        time_s=t,
+    )
+
+
+def drive_road(
+    policy: Policy, index: int, config: SimConfig, rng_frames: np.random.Generator | None = None
+) -> RoadResult:
+    """Drive road ``index`` of the simulator's stream with ``policy``."""
+    rng = road_rng(config.seed, SIM_STREAM, index)
+    road = make_road(rng, length=config.road_length)
+    needs_frame = getattr(policy, "needs_frame", True)
+    scene = build_scene(road, rng) if needs_frame else None
+    frame_rng = rng_frames or np.random.default_rng([config.seed & 0xFFFFFFFF, SIM_STREAM, index, 1])
+    observe = getattr(policy, "observe", None)
+    car = config.car
+
+    def command(pose: Pose, t: float, s: float) -> tuple[float, float | None]:
+        if observe is not None:
+            observe(road, pose, s)
+        frame = render(scene, pose, config.camera, car, rng=frame_rng) if scene is not None else None
+        return policy(frame)
+
+    tr = run_loop(road, command, car, config.control_hz, config.latency_ms)
+    off = tr.offsets if tr.steps else np.zeros(1)
     return RoadResult(
         index=index,
         length=road.length,
-        distance=float(min(s, road.length)),
-        time_s=t,
-        departures=len(departures),
-        steps=len(offsets),
-        in_lane_steps=in_lane,
+        distance=tr.distance,
+        time_s=tr.time_s,
+        departures=tr.departures,
+        steps=tr.steps,
+        in_lane_steps=tr.steps - tr.departures,
         mean_abs_offset=float(off.mean()),
         max_abs_offset=float(off.max()),
-        mean_uncertainty=float(np.mean(uncertainties)) if uncertainties else None,
-        trajectory=np.asarray(traj, np.float32).reshape(-1, 2),
-        departure_points=np.asarray(departures, np.float32).reshape(-1, 2),
+        mean_uncertainty=float(tr.uncertainties.mean()) if len(tr.uncertainties) else None,
+        trajectory=tr.trajectory,
+        departure_points=tr.departure_points,
         road=road,
     )
 

@@ -37,7 +37,9 @@ class TrainConfig:
         augment: photometric (classification) or steering-aware (steering) augmentation; None (the default)
             lets the task pick what fits the data (:meth:`edgecnn.train.tasks.base.Task.default_augment`).
         input_range: pixel normalisation, ``"0,1"`` or ``"-1,1"``. color_order: ``RGB`` or ``BGR``.
-        head, components, throttle: steering head options.
+        head, components, throttle: steering head options; a task with one head (``navigate``: gmm) takes it
+            when ``head`` is left at its default.
+        routed: ``navigate`` only: the map has the route channel (default); False (``--unrouted``) = roads only.
         cache_dir: cache preprocessed images on disk under this folder (data sets larger than memory); it does
             not change the model, so a run may resume with another one.
     """
@@ -61,6 +63,7 @@ class TrainConfig:
     components: int = 3
     throttle: bool = False
     cache_dir: str | None = None
+    routed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -98,6 +101,12 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if config.task not in spec.tasks:
         raise OptionError(f"architecture {arch!r} is for {', '.join(spec.tasks)}, not {config.task}; "
                           f"try --arch {task.default_arch}")
+    head = config.head
+    if len(task.heads) == 1 and head == DEFAULTS["head"]:
+        head = task.heads[0]  # the task's only head, when the user left --head at its default
+    if not config.routed and config.task != "navigate":
+        raise OptionError(f"--unrouted applies to --task navigate only, not {config.task}")
+    config = dataclasses.replace(config, head=head)
     if task.heads and config.head not in task.heads:
         raise OptionError(f"--head {config.head} is not a {config.task} head; choose one of: {', '.join(task.heads)}")
     if config.head not in head_choices():

@@ -9,12 +9,14 @@ Used by ``edgecnn train`` (classification) and by ``edgecnn calibrate`` on a dat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from edgecnn.data import steering_csv, tub
 from edgecnn.errors import DataError
 
-ROADS_MARKER = "roads.json"  # written by `edgecnn data roads` beside labels.csv
+ROADS_MARKER = "roads.json"  # written by `edgecnn data roads` (and `--networks`) beside labels.csv
+NETWORKS_FORMAT = "edgecnn-networks-1"  # roads.json's "format" for `edgecnn data roads --networks` output
 
 
 def _steering_header(csv: Path) -> bool:
@@ -27,9 +29,22 @@ def _steering_header(csv: Path) -> bool:
 
 
 def is_roads_data(path: str | Path) -> bool:
-    """True when ``path`` (a folder, or its ``labels.csv``) is ``edgecnn data roads`` output (has ``roads.json``)."""
+    """True when ``path`` (a folder, or its ``labels.csv``) is ``edgecnn data roads`` output, plain or
+    ``--networks`` (has ``roads.json``): rendered frames, for which augmentation is off by default."""
     p = Path(path)
     return (p if p.is_dir() else p.parent).joinpath(ROADS_MARKER).is_file()
+
+
+def is_networks_data(path: str | Path) -> bool:
+    """True when ``path`` (a folder, or its ``labels.csv``) is ``edgecnn data roads --networks`` output (its
+    ``roads.json`` has format :data:`NETWORKS_FORMAT`: frames with maps/, routes/ and networks.json)."""
+    p = Path(path)
+    marker = (p if p.is_dir() else p.parent) / ROADS_MARKER
+    try:
+        meta = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == NETWORKS_FORMAT
 
 
 def steering_kind(path: str | Path) -> str | None:
@@ -47,7 +62,7 @@ def steering_kind(path: str | Path) -> str | None:
         return "a Donkey Car tub v1"
     csv = steering_csv.find_csv(p)
     if csv is not None and (p / ROADS_MARKER).is_file():
-        return "`edgecnn data roads` output"
+        return "`edgecnn data roads --networks` output" if is_networks_data(p) else "`edgecnn data roads` output"
     if csv is not None and (csv.name in steering_csv.CSV_NAMES or _steering_header(csv)):
         return f"a steering data set ({csv.name})"
     return None

@@ -253,3 +253,62 @@ def classification_augment(seed: int = 0):
         return (images - mean) * contrast + mean + shift, targets
 
     return fn
+
+
+def make_nav_dataset(
+    paths: Sequence[str],
+    map_paths: Sequence[str],
+    targets: np.ndarray,
+    contract: Contract,
+    channels: Sequence[str],
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache: str | None = "auto",
+):
+    """A batched, prefetched ``tf.data.Dataset`` of ``((image, map), targets)`` for two-input models.
+
+    Args:
+        paths: camera frames, each through :func:`edgecnn.preprocess.prepare` (the one preprocessing):
+            ``float32 h x w x 3``.
+        map_paths: one map raster PNG per frame (``edgecnn data roads --networks``: channel 0 roads, 1 route);
+            ``channels`` picks which, in order (:func:`edgecnn.runtime.evaluate.load_map_input`): ``float32
+            S x S x C`` in {0, 1} (raster / 255).
+        targets: ``float32 N x T`` steering targets.
+        cache: ``"auto"`` (memory when the prepared tensors fit :data:`MEMORY_CACHE_LIMIT`, else streamed from
+            disk) or None (stream). No augmentation: a mirrored map would show left-lane roads.
+    """
+    import tensorflow as tf  # lazy: tensorflow
+
+    from edgecnn.runtime.evaluate import load_map_input
+
+    if len(paths) != len(map_paths) or len(paths) != len(targets):
+        raise ValueError("paths, map_paths and targets need one entry per frame")
+    h, w, c = contract.input_height, contract.input_width, contract.channels
+    paths = np.array([str(p) for p in paths], dtype=object)
+    map_paths = np.array([str(p) for p in map_paths], dtype=object)
+    first = load_map_input(map_paths[0], channels) if len(map_paths) else np.zeros((1, 1, len(channels)), np.float32)
+    mshape = first.shape
+    n = len(paths)
+    channels = tuple(channels)
+
+    def _load_index(i):
+        i = int(i)
+        return load_prepared(paths[i], contract), load_map_input(map_paths[i], channels)
+
+    targets_t = tf.constant(np.asarray(targets))
+
+    def _map_index(i):
+        image, grid = tf.numpy_function(_load_index, [i], (tf.float32, tf.float32), stateful=False)
+        image.set_shape((h, w, c))
+        grid.set_shape(mshape)
+        return (image, grid), tf.gather(targets_t, i)
+
+    in_memory = cache == "auto" and n * (h * w * c + int(np.prod(mshape))) * 4 <= MEMORY_CACHE_LIMIT
+    if in_memory:
+        ds = tf.data.Dataset.range(n).map(_map_index, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
+        if shuffle:
+            ds = ds.shuffle(min(n, 10_000), seed=seed, reshuffle_each_iteration=True)
+    else:
+        ds = _file_order(n, shuffle, seed).map(_map_index, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -5,7 +5,8 @@ Layout of ``runs/NAME/``:
 * ``model.keras``: the best model (lowest validation loss), Keras 3 format;
 * ``contract.json``: the model's :class:`~edgecnn.contract.Contract`;
 * ``split.json``: ``{"task", "data", "splits": {"train"|"val"|"test": [[path, label], ...]}}``; for steering
-  the entries are ``[path, steering, throttle_or_null]``;
+  the entries are ``[path, steering, throttle_or_null]``, for navigation ``[path, steering, map_path, junction,
+  branch]``;
 * ``config.json``: the training options;
 * ``history.json``: per-epoch metrics; ``metrics.json``: held-out test metrics;
 * ``.backup/``: resume state while training is unfinished (removed at the end): Keras BackupAndRestore's files
@@ -44,11 +45,16 @@ class Item:
         path: absolute image path.
         target: class index (classify) or steering in [-1, 1], positive = right (steer).
         throttle: throttle in [-1, 1] for steer runs that record it, else None.
+        map: navigate runs: the frame's map raster PNG (absolute path), else None.
+        junction, branch: navigate runs: the junction kind (``""`` on plain road) and the route's branch there.
     """
 
     path: str
     target: float
     throttle: float | None = None
+    map: str | None = None
+    junction: str = ""
+    branch: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,10 @@ def _read_splits(path: Path) -> tuple[str, dict[str, tuple[Item, ...]], str]:
         splits: dict[str, tuple[Item, ...]] = {}
         for name in SPLITS:
             rows = doc["splits"].get(name, [])
-            if task == "steer":
+            if task == "navigate":
+                splits[name] = tuple(Item(str(r[0]), float(r[1]), None, str(r[2]), str(r[3] or ""), str(r[4] or ""))
+                                     for r in rows)
+            elif task == "steer":
                 splits[name] = tuple(Item(str(r[0]), float(r[1]), None if len(r) < 3 or r[2] is None else float(r[2]))
                                      for r in rows)
             else:

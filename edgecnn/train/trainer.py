@@ -35,6 +35,7 @@ from edgecnn.atomic import write_json
 from edgecnn.contract import normalisation_for_range
 from edgecnn.errors import DataError, OutputError, TrainingError
 from edgecnn.models.registry import create_model
+from edgecnn.runtime.evaluate import map_shape
 from edgecnn.tfimport import import_tensorflow
 from edgecnn.train import run as runfmt
 from edgecnn.train.cluster import Cluster, DistributeOptions, plan_cluster
@@ -71,7 +72,8 @@ def _check_resume(out: Path, config: TrainConfig) -> dict | None:
         return None
     old = json.loads(path.read_text(encoding="utf-8"))
     new = config.to_dict()
-    diff = sorted(k for k in new if k not in _RESUME_FREE and old.get(k) != new[k])
+    defaults = TrainConfig("", "").to_dict()  # an option newer than the run's config.json had its default then
+    diff = sorted(k for k in new if k not in _RESUME_FREE and old.get(k, defaults.get(k)) != new[k])
     if diff:
         raise TrainingError(
             f"{out} holds a run with different options ({', '.join(diff)}); use another --out or pass --overwrite"
@@ -171,7 +173,11 @@ def _train(config: TrainConfig, task: Task, overwrite: bool, log, verbose, dist:
     keras.utils.set_random_seed(config.seed)
 
     def build_model():
-        return create_model(config.arch, (h, w, contract.channels), contract.num_outputs, **task.model_kwargs(config))
+        kw = task.model_kwargs(config)
+        shape = map_shape(contract)
+        if shape is not None:  # a two-input (navigation) model: the map input's size comes from the contract
+            kw["map_shape"] = shape
+        return create_model(config.arch, (h, w, contract.channels), contract.num_outputs, **kw)
 
     if strategy is not None:
         log(f"strategy: {cluster.kind}, {strategy.num_replicas_in_sync} replica(s)"
@@ -179,6 +185,9 @@ def _train(config: TrainConfig, task: Task, overwrite: bool, log, verbose, dist:
                if cluster.kind == "multiworker" else "")
             + f", global batch {config.batch * strategy.num_replicas_in_sync}")
     if cluster.kind == "multiworker":
+        if map_shape(contract) is not None:
+            raise TrainingError("--strategy multiworker does not train two-input (navigate) models yet; train "
+                                "on one host (plain or --strategy mirrored)")
         return _finish_multiworker(strategy, cluster, task, data, contract, config, out, dist, build_model,
                                    log, started, warnings, resume=not fresh_worker)
     # --batch is per replica; under a strategy Keras splits each global batch across the replicas.
@@ -247,7 +256,15 @@ def _finish(task: Task, data, contract, config: TrainConfig, out: Path, warnings
     best_path = out / "best.keras"
     history_path = out / runfmt.HISTORY_FILE
     best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
+    calibrate = getattr(task, "calibrate", None)  # a task may adjust the model on the validation split first
+    adjusted = calibrate(best, data, contract, config) if calibrate else {}
+    if adjusted:
+        staged = out / ".best.calibrated.keras"
+        best.save(staged)
+        os.replace(staged, best_path)
+        log("calibrated on the validation split: " + ", ".join(f"{k} {v:.4g}" for k, v in adjusted.items()))
     metrics = task.evaluate(best, data, contract, config)
+    metrics.update(adjusted)
     metrics["params"] = int(best.count_params())
     metrics["epochs"] = _last_epoch(history_path)
     metrics["best_epoch"] = json.loads((out / ".best.json").read_text())["epoch"]

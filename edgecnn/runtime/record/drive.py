@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from edgecnn.data.tub_writer import TubSummary, TubWriter
@@ -41,7 +40,13 @@ from edgecnn.outputs import decode_steering
 from edgecnn.runtime.failsafe import Command
 from edgecnn.runtime.live.server import LiveView
 from edgecnn.runtime.predictor import Predictor
-from edgecnn.runtime.record.manual import ManualControl, manual_command, parse_control, should_record
+from edgecnn.runtime.record.loop import stop_reason, stored_image
+from edgecnn.runtime.record.manual import (
+    ManualControl,
+    manual_command,
+    parse_control,
+    should_record,
+)
 from edgecnn.runtime.sources import Frame, Source
 
 _POLL_S = 0.05  # longest sleep at a time: how soon a stop request is noticed
@@ -247,11 +252,9 @@ def record_drive(
         next_t = start
         while True:
             now = time.monotonic()
-            if stop is not None and getattr(stop, "requested", False):
-                reason = getattr(stop, "signal", None) or "stop request"
-                break
-            if config.duration_s is not None and now - start >= config.duration_s:
-                reason = "duration"
+            ended = stop_reason(stop, start, now, config.duration_s)
+            if ended is not None:
+                reason = ended
                 break
             if reader.error is not None:
                 break
@@ -279,9 +282,7 @@ def record_drive(
                 stale_frames += 1
             recording = (not flags.paused) and should_record(throttle, state, config.record_when)
             if recording and fresh and frame is not None:
-                image = frame.image
-                if config.size is not None and (image.shape[1], image.shape[0]) != config.size:
-                    image = cv2.resize(image, config.size, interpolation=cv2.INTER_AREA)
+                image = stored_image(frame.image, config.size)
                 if frame.index == last_recorded:
                     repeated += 1
                 t_write = time.perf_counter()

@@ -36,6 +36,7 @@ from edgecnn.runtime.failsafe import is_stale
 from edgecnn.runtime.live.server import LiveView
 from edgecnn.runtime.predictor import Predictor
 from edgecnn.runtime.record.drive import NewestFrame
+from edgecnn.runtime.record.loop import stop_reason, stored_image
 from edgecnn.runtime.sources import IMAGE_EXTENSIONS, Source
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -200,11 +201,9 @@ def record_images(
     try:
         while True:
             now = time.monotonic()
-            if stop is not None and getattr(stop, "requested", False):
-                reason = getattr(stop, "signal", None) or "stop request"
-                break
-            if config.duration_s is not None and now - start >= config.duration_s:
-                reason = "duration"
+            ended = stop_reason(stop, start, now, config.duration_s)
+            if ended is not None:
+                reason = ended
                 break
             if reader.error is not None:
                 raise reader.error
@@ -216,9 +215,7 @@ def record_images(
             if held is not None and now - last_burst >= 1.0 / config.burst_hz and not pending:
                 pending = [held]
             if frame is not None and pending:
-                image = frame.image
-                if config.size is not None and (image.shape[1], image.shape[0]) != config.size:
-                    image = cv2.resize(image, config.size, interpolation=cv2.INTER_AREA)
+                image = stored_image(frame.image, config.size)
                 for label in pending:
                     n += 1
                     _save(folders[label], label, image, config.jpeg_quality, n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 from edgecnn.contract import Contract
 from edgecnn.data import imagefolder
 from edgecnn.errors import DataError
+from edgecnn.image_headers import common_image_size
 from edgecnn.metrics import classification_metrics
 from edgecnn.train.datakind import refuse_steering_data
 from edgecnn.train.pipeline_data import classification_augment
@@ -18,11 +20,13 @@ from edgecnn.train.tasks.base import Task, register_task
 
 
 @dataclass(frozen=True)
-class ClassifyData:
-    """A scanned image folder and its split (``{"train"|"val"|"test": [Sample, ...]}``)."""
+class FolderSplit:
+    """A scanned data folder (anything with ``summary() -> str``) and its split (``{"train"|"val"|"test":
+    [sample, ...]}``): what the image-folder tasks (classify, segment) load. Subclasses say how a sample is
+    written to split.json (:meth:`row`)."""
 
-    folder: imagefolder.ImageFolder
-    splits: dict[str, list[imagefolder.Sample]]
+    folder: Any
+    splits: dict[str, list[Any]]
 
     @property
     def summary(self) -> str:
@@ -30,7 +34,39 @@ class ClassifyData:
         return f"data: {self.folder.summary()}; split: {sizes}"
 
     def split_rows(self) -> dict[str, list[list[Any]]]:
-        return {k: [[s.path, s.label] for s in v] for k, v in self.splits.items()}
+        return {k: [self.row(s) for s in v] for k, v in self.splits.items()}
+
+    def row(self, sample: Any) -> list[Any]:
+        """One sample as a split.json row: its image path first."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ClassifyData(FolderSplit):
+    """A scanned image folder (:class:`~edgecnn.data.imagefolder.ImageFolder`) and its split of
+    :class:`~edgecnn.data.imagefolder.Sample`."""
+
+    def row(self, sample: imagefolder.Sample) -> list[Any]:
+        return [sample.path, sample.label]
+
+
+def image_contract(task: str, config, paths: Iterable[str], h: int, w: int, mean, std, **fields: Any) -> Contract:
+    """The contract of an image task (``classify``, ``steer``, ``segment``): input ``h x w`` x 3 in
+    ``config.color_order``, normalisation ``mean``/``std`` (per channel, pixel units), resize ``"area"``,
+    ``config.arch``, and ``source_size`` (width, height) when every frame in ``paths`` (the whole data set)
+    has that one size, read from the image headers (:func:`edgecnn.image_headers.common_image_size`; the
+    device opens its camera at it); ``()`` when the sizes differ or a header does not say. ``fields``: the
+    task's own (labels, head, ...)."""
+    size = common_image_size(paths)
+    return Contract(
+        task=task, input_height=h, input_width=w, channels=3, color_order=config.color_order,
+        mean=tuple(mean), std=tuple(std), resize="area", arch=config.arch, source_size=size or (), **fields,
+    )
+
+
+def all_paths(splits: dict[str, list[Any]], attr: str = "path") -> Iterator[str]:
+    """The image path (attribute ``attr``) of every sample of every split."""
+    return (getattr(s, attr) for samples in splits.values() for s in samples)
 
 
 def _per_class(data: ClassifyData) -> dict[str, list[int]]:
@@ -65,11 +101,8 @@ class ClassifyTask(Task):
         return [warning] if warning else []
 
     def make_contract(self, config, data: ClassifyData, h: int, w: int, mean, std) -> Contract:
-        return Contract(
-            task="classify", input_height=h, input_width=w, channels=3, color_order=config.color_order,
-            mean=tuple(mean), std=tuple(std), resize="area", labels=data.folder.classes, head="softmax",
-            arch=config.arch,
-        )
+        return image_contract("classify", config, all_paths(data.splits), h, w, mean, std,
+                              labels=data.folder.classes, head="softmax")
 
     def arrays(self, data: ClassifyData, split: str, config) -> tuple[list[str], np.ndarray]:
         samples = data.splits[split]

@@ -24,27 +24,21 @@ from edgecnn.metrics import segmentation_confusion, segmentation_metrics
 from edgecnn.preprocess import load_image, prepare
 from edgecnn.train.sanity import DataCheck
 from edgecnn.train.tasks.base import Task, register_task
+from edgecnn.train.tasks.classify import FolderSplit, all_paths, image_contract
 
 MAX_SHIFT = 0.1  # largest shift of the augmentation, as a fraction of the side
 MIN_IMAGES = 10
 
 
 @dataclass(frozen=True)
-class SegmentData:
-    """A scanned segmentation folder and its split (``{"train"|"val"|"test": [MaskSample, ...]}``)."""
+class SegmentData(FolderSplit):
+    """A scanned segmentation folder (:class:`~edgecnn.data.masks.MaskFolder`) and its split of
+    :class:`~edgecnn.data.masks.MaskSample`."""
 
-    folder: maskdata.MaskFolder
-    splits: dict[str, list[maskdata.MaskSample]]
-
-    @property
-    def summary(self) -> str:
-        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
-        return f"data: {self.folder.summary()}; split: {sizes}"
-
-    def split_rows(self) -> dict[str, list[list[Any]]]:
+    def row(self, sample: maskdata.MaskSample) -> list[Any]:
         # [image, group, mask]: the group (an int) stands in for the label where a run's split is read as
         # (path, class) -- the calibration set is stratified by it -- and the mask path rides along.
-        return {k: [[s.image, s.group, s.mask] for s in v] for k, v in self.splits.items()}
+        return [sample.image, sample.group, sample.mask]
 
 
 def load_pair(image: str, mask: str, contract: Contract) -> tuple[np.ndarray, np.ndarray]:
@@ -113,11 +107,8 @@ class SegmentTask(Task):
     def make_contract(self, config, data: SegmentData, h: int, w: int, mean, std) -> Contract:
         if h % 8 or w % 8:
             raise DataError(f"segmentation input size must be a multiple of 8 on both sides, got {w}x{h}")
-        return Contract(
-            task="segment", input_height=h, input_width=w, channels=3, color_order=config.color_order,
-            mean=tuple(mean), std=tuple(std), resize="area", labels=data.folder.classes, head="class-map",
-            arch=config.arch,
-        )
+        return image_contract("segment", config, all_paths(data.splits, "image"), h, w, mean, std,
+                              labels=data.folder.classes, head="class-map")
 
     def arrays(self, data: SegmentData, split: str, config) -> tuple[list[str], np.ndarray]:
         """``(image paths, mask paths as an object array)``."""

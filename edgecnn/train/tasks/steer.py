@@ -23,9 +23,10 @@ from edgecnn.errors import DataError
 from edgecnn.metrics import steering_metrics
 from edgecnn.mixture import nll
 from edgecnn.outputs import decode_steering
-from edgecnn.train.sanity import DataCheck, baseline_warning, check_steering
 from edgecnn.train.datakind import is_roads_data
+from edgecnn.train.sanity import DataCheck, baseline_warning, check_steering
 from edgecnn.train.tasks.base import Task, register_task
+from edgecnn.train.tasks.classify import all_paths, image_contract
 
 # Steering added per unit of horizontal shift (shift as a fraction of the image width). A frame shifted right
 # looks as if the car were left of its path, so the correction steers right (positive).
@@ -123,11 +124,8 @@ class SteerTask(Task):
         return [warning] if warning else []
 
     def make_contract(self, config, data: SteerData, h: int, w: int, mean, std) -> Contract:
-        return Contract(
-            task="steer", input_height=h, input_width=w, channels=3, color_order=config.color_order,
-            mean=tuple(mean), std=tuple(std), resize="area", head=config.head, throttle=config.throttle,
-            components=config.components if config.head == "gmm" else 0, arch=config.arch,
-        )
+        return image_contract("steer", config, all_paths(data.splits), h, w, mean, std, head=config.head,
+                              throttle=config.throttle, components=config.components if config.head == "gmm" else 0)
 
     def arrays(self, data: SteerData, split: str, config) -> tuple[list[str], np.ndarray]:
         samples = data.splits[split]

@@ -1,0 +1,134 @@
+"""`--task navigate`: the two-input navnet trained on a tiny synthetic networks data set (the `data roads
+--networks` layout, tests/nav_synth.py), its metrics and contract, the calibration set with maps, and the int8
+model with both inputs found by name. Tiny sizes: 66x66 frames, 16x16 maps, 1 epoch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nav_synth import make_nav_data
+
+from edgecnn.errors import DataError, OptionError
+from edgecnn.train.config import TrainConfig, resolve_config
+
+MAP_SIZE = 16
+
+
+@pytest.fixture(scope="module")
+def nav_data(tmp_path_factory) -> Path:
+    return make_nav_data(tmp_path_factory.mktemp("nav") / "data", frames=120, map_size=MAP_SIZE)
+
+
+def _train(data: Path, out: Path, routed: bool = True):
+    from edgecnn.train.trainer import train
+
+    cfg = TrainConfig(data=str(data), out=str(out), task="navigate", img_size=(66, 66), epochs=1, batch=16,
+                      routed=routed)
+    return train(cfg, log=lambda m: None, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def routed_run(nav_data, tmp_path_factory) -> Path:
+    return _train(nav_data, tmp_path_factory.mktemp("runs") / "routed").run_dir
+
+
+def test_train_writes_metrics_and_a_map_contract(routed_run):
+    m = json.loads((routed_run / "metrics.json").read_text())
+    for key in ("mae", "nll", "coverage", "coverage_ideal", "junctions"):
+        assert key in m, key
+    assert set(m["coverage"]) == {"1", "2", "3"} and all(0 <= v <= 1 for v in m["coverage"].values())
+    assert 0.4 < m["sigma_scale"] < 2.1 and m["val_nll_after"] <= m["val_nll_before"] + 1e-9
+    assert m["coverage_ideal"]["2"] == pytest.approx(0.954, abs=1e-3)
+    assert {"route_mode_share", "junction_frames", "road_one_mode_share"} <= set(m["junctions"])
+    c = json.loads((routed_run / "contract.json").read_text())
+    assert c["task"] == "navigate" and c["head"] == "gmm" and c["arch"] == "navnet"
+    assert c["map"]["routed"] is True and c["map"]["input"] == "map"
+    assert c["map"]["spec"]["channels"] == ["roads", "route"] and c["map"]["spec"]["size"] == MAP_SIZE
+    assert "position_m" in c["map"]["pose_noise"]
+    split = json.loads((routed_run / "split.json").read_text())
+    row = split["splits"]["train"][0]
+    assert row[2].endswith(".png") and row[3] in ("", "T")
+
+
+def test_unrouted_reads_the_roads_channel_only(nav_data, tmp_path):
+    import keras
+
+    r = _train(nav_data, tmp_path / "unrouted", routed=False)
+    c = json.loads((r.run_dir / "contract.json").read_text())
+    assert c["map"]["routed"] is False and c["map"]["spec"]["channels"] == ["roads"]
+    model = keras.saving.load_model(r.run_dir / "model.keras", compile=False)
+    assert [t.name for t in model.inputs] == ["image", "map"]
+    assert tuple(model.inputs[1].shape[1:]) == (MAP_SIZE, MAP_SIZE, 1)
+    assert "t_two_sided_share" in r.metrics["junctions"]
+
+
+def test_calibration_stores_both_inputs(routed_run, tmp_path):
+    from edgecnn.quantize import calibration as cal
+    from edgecnn.train.run import load_run
+
+    path, _ = cal.build(cal.source_from_run(routed_run), tmp_path / "cal", count=30)
+    calib = cal.load_calibration(path)
+    assert calib.maps is not None and calib.maps.shape == (30, MAP_SIZE, MAP_SIZE, 2) and calib.maps.dtype == np.uint8
+    assert set(np.unique(calib.maps)) <= {0, 255} and calib.maps[..., 1].any()  # the route channel is there
+    assert calib.manifest["inputs"]["map"]["channels"] == ["roads", "route"]
+    inputs = cal.model_inputs(calib, load_run(routed_run).contract)
+    assert set(inputs) == {"image", "map"} and inputs["map"].max() == 1.0
+    (path / "maps.npy").write_bytes((path / "maps.npy").read_bytes()[:-4] + b"\0\0\0\1")
+    with pytest.raises(DataError, match="maps.npy"):
+        cal.load_calibration(path)
+
+
+def test_int8_model_has_two_named_inputs(routed_run, tmp_path):
+    from edgecnn.quantize import calibration as cal
+    from edgecnn.quantize.pipeline import quantize_run
+    from edgecnn.runtime.evaluate import bind_inputs, predict, tensor_input_name
+    from edgecnn.runtime.metadata import read_contract
+
+    path, _ = cal.build(cal.source_from_run(routed_run), tmp_path / "cal", count=30)
+    r = quantize_run(routed_run, path, "int8", tmp_path / "nav_int8.tflite")
+    info = r.info
+    assert info.precision == "int8"
+    assert sorted(tensor_input_name(t.name) for t in info.inputs) == ["image", "map"]
+    by = {tensor_input_name(t.name): t for t in info.inputs}
+    assert by["map"].shape == (1, MAP_SIZE, MAP_SIZE, 2) and by["image"].shape == (1, 66, 66, 3)
+    # a 0/255 raster / 255 quantizes exactly: 0 -> the lowest step, 1 -> the highest
+    assert by["map"].scale == pytest.approx(1 / 255, rel=1e-3) and by["map"].zero_point == -128
+    data = (tmp_path / "nav_int8.tflite").read_bytes()
+    contract = read_contract(data)
+    assert contract.task == "navigate" and contract.map["spec"]["channels"] == ["roads", "route"]
+    assert set(contract.extra["inputs"]) == {"image", "map"}
+    calib = cal.load_calibration(path)
+    inputs = cal.model_inputs(calib, contract, limit=4)
+    out = predict(data, inputs)
+    assert out.shape == (4, 9) and np.isfinite(out).all()
+    swapped = predict(data, {"map": inputs["map"], "image": inputs["image"]})  # by name, not by order
+    assert np.array_equal(out, swapped)
+    from edgecnn.export.bundle import c_array_step
+    from edgecnn.export.edgetpu import readiness
+
+    report, _ = readiness(data, compile=False)
+    assert report.static_batch1 and report.full_integer and not report.unsupported_ops
+    micro = c_array_step(data, inputs, lambda m: None).micro
+    assert micro.error is None and micro.samples == 4 and micro.max_abs_diff <= 3  # runs in tflite-micro
+    from edgecnn.runtime.adapters import TensorSpec
+
+    specs = [TensorSpec("serving_default_map:0", 0, (1, 16, 16, 2), "int8"),
+             TensorSpec("serving_default_image:0", 1, (1, 66, 66, 3), "int8")]
+    assert [n for _, n in bind_inputs(specs, ["image", "map"])] == ["map", "image"]
+
+
+def test_option_and_data_errors(nav_data, tmp_path):
+    with pytest.raises(OptionError, match="--unrouted"):
+        resolve_config(TrainConfig(data=str(nav_data), out=str(tmp_path / "x"), task="steer", routed=False))
+    assert resolve_config(TrainConfig(data="d", out="o", task="navigate")).head == "gmm"
+    from edgecnn.train.tasks import get_task
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "labels.csv").write_text("image,steering\nimages/0.jpg,0.1\n")
+    cfg = resolve_config(TrainConfig(data=str(plain), out=str(tmp_path / "o"), task="navigate"))
+    with pytest.raises(DataError, match="no map column"):
+        get_task("navigate").load_data(cfg)
