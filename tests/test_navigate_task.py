@@ -53,6 +53,24 @@ def test_train_writes_metrics_and_a_map_contract(routed_run):
     assert row[2].endswith(".png") and row[3] in ("", "T")
 
 
+def test_metrics_are_those_of_the_saved_calibrated_model(routed_run):
+    """metrics.json is measured on model.keras as saved (after the sigma scale), not on a stale trace."""
+    import keras
+
+    from edgecnn.contract import Contract
+    from edgecnn.train.tasks import get_task
+
+    cfg = json.loads((routed_run / "config.json").read_text())
+    cfg["img_size"] = tuple(cfg["img_size"])
+    config = resolve_config(TrainConfig(**cfg))
+    task = get_task("navigate")
+    data = task.load_data(config)
+    model = keras.saving.load_model(routed_run / "model.keras", compile=False)
+    again = task.evaluate(model, data, Contract.load(routed_run / "contract.json"), config)
+    m = json.loads((routed_run / "metrics.json").read_text())
+    assert again["nll"] == pytest.approx(m["nll"], abs=1e-5) and again["coverage"] == m["coverage"]
+
+
 def test_unrouted_reads_the_roads_channel_only(nav_data, tmp_path):
     import keras
 

@@ -21,7 +21,9 @@ from edgecnn_robustness.mutate import KINDS, make_mutant, structure_offsets
 def test_hostile_children_are_contained_and_named():
     for h in campaign.hostile_children(memory_mb=512, cpu_s=1, wall_s=4.0):
         assert h.named, h
-        assert h.seconds < 10, h
+        # Contained within its own limit (plus start-up and the kill); the CPU loop's wall limit scales with its
+        # CPU limit (campaign.CPU_WALL_FACTOR) so load cannot make it time out instead.
+        assert h.seconds < h.wall_s + 6, h
 
 
 def test_unsafe_keras_files_are_refused(tmp_path):

@@ -203,7 +203,9 @@ def test_nav_model_policy_reads_the_map_and_steers_towards_the_route(tiny_nav):
     s_left, std = policy(frame, rasterise(net, left, pose, policy.map_spec))
     s_right, _ = policy(frame, rasterise(net, right, pose, policy.map_spec))
     assert s_left < -0.2 < 0.2 < s_right and std is not None and std > 0
-    assert len(policy.invoke_ms) == 2
+    assert len(policy.invoke_ms) == 2 and policy.steering == "mean"
+    branch = load_policy(tiny_nav, nav_steering="branch")
+    assert branch.steering == "branch" and branch(frame, rasterise(net, right, pose, policy.map_spec))[0] > 0.2
 
 
 def test_cli_navigate_model_prints_the_route_metrics(tiny_nav):
@@ -213,7 +215,8 @@ def test_cli_navigate_model_prints_the_route_metrics(tiny_nav):
     for key in ("junctions", "junction_success", "route_completion", "autonomy", "departures", "per_route"):
         assert key in d
     assert 0 <= d["junction_success"] <= 1 and 0 <= d["route_completion"] <= 1 and d["junctions"] >= 1
-    assert d["map_spec"]["channels"] == ["roads", "route"] and "navigate, routed" in d["driver"] and d["nav_steering"] == "mean"
+    assert d["map_spec"]["channels"] == ["roads", "route"] and "navigate, routed" in d["driver"]
+    assert d["nav_steering"] == "mean"  # auto: a routed model drives with the mixture mean, as `steer` does
     assert d["model_ms_p50"] > 0 and d["pose_noise"] == PoseNoise().to_dict()
 
 

@@ -153,7 +153,10 @@ def cli(model, source, images, top_k, max_frames, as_json, show, record, every_f
     if serve:
         from edgecnn.runtime.live.policy import parse_serve  # lazy: cli
         from edgecnn.runtime.live.server import LiveView  # lazy: cli
-        from edgecnn.runtime.live.tap import FrameTap, publish_classification  # lazy: cli
+        from edgecnn.runtime.live.tap import (  # lazy: cli
+            FrameTap,
+            publish_classification,
+        )
 
         view = LiveView.start(parse_serve(serve), kind="classify", title=str(model), announce=warn)
     src = open_for_model(predictor.contract, source, images, every_frame=every_frame, give_up_s=reconnect_timeout,

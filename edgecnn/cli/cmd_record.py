@@ -102,14 +102,22 @@ def drive(out, source, duration, serve, rate, sinks, deadline_ms, record_when, d
     neutral 'stale' command goes out within --deadline-ms, and a final neutral 'stopped' on every exit.
     """
     from edgecnn.data.tub_writer import TubWriter, next_tub_path  # lazy: cli
-    from edgecnn.errors import EdgecnnError, OutputError  # lazy: cli
+    from edgecnn.errors import EdgecnnError  # lazy: cli
     from edgecnn.runtime.failsafe import Command  # lazy: cli
     from edgecnn.runtime.live.policy import parse_serve  # lazy: cli
     from edgecnn.runtime.live.server import LiveView  # lazy: cli
-    from edgecnn.runtime.record.drive import DriveConfig, DriveSession, record_drive  # lazy: cli
-    from edgecnn.runtime.sinks import open_sink  # lazy: cli
+    from edgecnn.runtime.record.drive import (  # lazy: cli
+        DriveConfig,
+        DriveSession,
+        record_drive,
+    )
+    from edgecnn.runtime.sinks import open_sink, send_to_all  # lazy: cli
     from edgecnn.runtime.sources import open_source  # lazy: cli
-    from edgecnn.runtime.steer import Stopped, run_interruptibly, stop_on_signals  # lazy: cli
+    from edgecnn.runtime.steer import (  # lazy: cli
+        Stopped,
+        run_interruptibly,
+        stop_on_signals,
+    )
     from edgecnn.sizes import parse_size  # lazy: cli
 
     def warn(msg: str) -> None:
@@ -130,14 +138,7 @@ def drive(out, source, duration, serve, rate, sinks, deadline_ms, record_when, d
     def send(cmd: Command) -> None:
         nonlocal sent_stop
         sent_stop = sent_stop or cmd.state == "stopped"
-        error = None
-        for s in opened:  # every sink gets every command, even when another one fails
-            try:
-                s.send(cmd)
-            except OutputError as exc:
-                error = error or exc
-        if error:
-            raise error
+        send_to_all(opened, cmd)
 
     result = None
     try:
@@ -208,9 +209,18 @@ def images(out, source, classes, serve, duration, burst_rate, size, model, recon
     """
     from edgecnn.runtime.live.policy import parse_serve  # lazy: cli
     from edgecnn.runtime.live.server import LiveView  # lazy: cli
-    from edgecnn.runtime.record.images import ImageSession, ImagesConfig, parse_classes, record_images  # lazy: cli
+    from edgecnn.runtime.record.images import (  # lazy: cli
+        ImagesConfig,
+        ImageSession,
+        parse_classes,
+        record_images,
+    )
     from edgecnn.runtime.sources import open_source  # lazy: cli
-    from edgecnn.runtime.steer import Stopped, run_interruptibly, stop_on_signals  # lazy: cli
+    from edgecnn.runtime.steer import (  # lazy: cli
+        Stopped,
+        run_interruptibly,
+        stop_on_signals,
+    )
     from edgecnn.sizes import parse_size  # lazy: cli
 
     def warn(msg: str) -> None:

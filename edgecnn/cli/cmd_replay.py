@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgecnn.cli.steering_options import steering_options, third_party_options
+
 
 @click.command("replay")
 @click.argument("src", type=click.Path())
@@ -14,18 +16,7 @@ import click
 @click.option("--video", default=None, type=click.Path(dir_okay=False),
               help="Also write a side-by-side .mp4: the frame, the human's and each model's steering, the error.")
 @click.option("--max-frames", "-n", default=None, type=click.IntRange(min=1), help="Only the first N frames.")
-@click.option("--pilot", default=None, type=click.Choice(["donkey-linear", "donkey-categorical"]),
-              help="Read models without an edgecnn contract as this donkeycar pilot (default: recognised by its "
-                   "input img_in and its outputs).")
-@click.option("--input-range", default=None, type=click.Choice(["0,1", "-1,1", "0,255"]),
-              help="Third-party steering models (no edgecnn contract, not a donkeycar pilot): the pixel range "
-                   "they want.")
-@click.option("--steering-output", default=None,
-              help="Third-party models: which output is steering (signature name, tensor name or index; default 0).")
-@click.option("--steering-range", default="-1,1", show_default=True,
-              help="Third-party models: the steering output's values at full left and full right (1,-1 for a model "
-                   "whose positive is left); mapped onto [-1, 1], positive = right.")
-@click.option("--bgr", is_flag=True, help="Third-party models: the model was trained on BGR frames (default RGB).")
+@third_party_options
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for the interpreter.")
 @click.option("--delegate", default="xnnpack", show_default=True,
               type=click.Choice(["xnnpack", "none", "edgetpu"]), help="Accelerator.")
@@ -48,18 +39,9 @@ def cli(src, models, out_dir, video, max_frames, pilot, input_range, steering_ou
       edgecnn replay data/tub --model steer_int8.tflite --model steer_fp32.tflite --out replay/
       edgecnn replay data/tub --model mypilot.tflite --model steer_int8.tflite --out replay/ --video replay/side.mp4
     """
-    from edgecnn.runtime.pilots import (  # lazy: cli
-        SteeringOptions,
-        parse_steering_range,
-    )
     from edgecnn.runtime.replay import replay  # lazy: cli
 
-    options = None
-    if input_range is not None:
-        options = SteeringOptions(input_range, steering_output, parse_steering_range(steering_range),
-                                  "BGR" if bgr else "RGB")
-    elif steering_output is not None or bgr:
-        raise click.UsageError("--steering-output and --bgr describe a third-party model: give --input-range too")
+    options = steering_options(input_range, steering_output, steering_range, bgr)
     report = replay(src, list(models), out_dir=out_dir, video=video, max_frames=max_frames, pilot=pilot,
                     threads=threads, delegate=delegate, options=options)
     click.echo(report.format())

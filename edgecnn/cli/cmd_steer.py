@@ -8,7 +8,8 @@ import time
 
 import click
 
-from edgecnn.errors import EdgecnnError, OptionError, OutputError
+from edgecnn.cli.steering_options import steering_options, third_party_options
+from edgecnn.errors import EdgecnnError, OptionError
 from edgecnn.sizes import parse_size
 
 
@@ -54,17 +55,7 @@ from edgecnn.sizes import parse_size
                    "repeating one exact image is treated as stalled.")
 @click.option("--trust-model", is_flag=True,
               help="Skip the check that loads the model in a sandboxed child process first (faster start).")
-@click.option("--pilot", default=None, type=click.Choice(["donkey-linear", "donkey-categorical"]),
-              help="Read a model without an edgecnn contract as this donkeycar pilot (default: recognised by its "
-                   "input img_in and its outputs).")
-@click.option("--input-range", default=None, type=click.Choice(["0,1", "-1,1", "0,255"]),
-              help="Third-party steering models (no edgecnn contract, not a donkeycar pilot): their pixel range.")
-@click.option("--steering-output", default=None,
-              help="Third-party models: which output is steering (signature name, tensor name or index; default 0).")
-@click.option("--steering-range", default="-1,1", show_default=True,
-              help="Third-party models: the steering output at full left and full right (1,-1 if positive is "
-                   "left); mapped onto [-1, 1], positive = right.")
-@click.option("--bgr", is_flag=True, help="Third-party models: trained on BGR frames (default RGB).")
+@third_party_options
 @click.option("--route", "route_file", default=None, type=click.Path(),
               help="Route models (task navigate): the route file (edgecnn-route-1 JSON: the network and the route, "
                    "as `edgecnn data roads --networks` writes under routes/). Needs --pose.")
@@ -121,16 +112,10 @@ def cli(model, source, deadline_ms, max_frames, sinks, throttle, max_steering_ra
       edgecnn steer --model nav_int8.tflite --source 0 --route routes/net0-r1.json --pose udp://:5006
     """
     from edgecnn.runtime.failsafe import FailsafeConfig  # lazy: cli
-    from edgecnn.runtime.pilots import SteeringOptions, parse_steering_range  # lazy: cli
     from edgecnn.runtime.sinks import open_sink  # lazy: cli
     from edgecnn.runtime.steer import stop_on_signals  # lazy: cli
 
-    options = None
-    if input_range is not None:
-        options = SteeringOptions(input_range, steering_output, parse_steering_range(steering_range),
-                                  "BGR" if bgr else "RGB")
-    elif steering_output is not None or bgr:
-        raise click.UsageError("--steering-output and --bgr describe a third-party model: give --input-range too")
+    options = steering_options(input_range, steering_output, steering_range, bgr)
 
     if (route_file is None) != (pose_spec is None):
         raise OptionError("--route and --pose go together: a route model needs the route file and where the car is "
@@ -173,6 +158,7 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
 
     ``route``: ``(route file, pose source, pose deadline s)`` for a route model, or None."""
     from edgecnn.runtime.failsafe import Command  # lazy: cli
+    from edgecnn.runtime.sinks import send_to_all  # lazy: cli
 
     if view is not None:  # only then: the web server's packages stay out of a plain steer
         from edgecnn.runtime.live.tap import FrameTap, publish_command  # lazy: cli
@@ -182,16 +168,11 @@ def _run(model, source, config, max_frames, sinks, stop, every_frame, threads, d
     def send(cmd: Command) -> None:
         nonlocal sent_stop
         sent_stop = sent_stop or cmd.state == "stopped"
-        error = None
-        for s in sinks:  # every sink gets every command, even when another one fails
-            try:
-                s.send(cmd)
-            except OutputError as exc:
-                error = error or exc
-        if view is not None and tap is not None:
-            publish_command(view, tap, cmd)
-        if error:
-            raise error
+        try:
+            send_to_all(sinks, cmd)
+        finally:  # the page shows the command even when a sink failed
+            if view is not None and tap is not None:
+                publish_command(view, tap, cmd)
 
     result = None
     opened_poses = []  # the pose source, closed on the way out (opened on the start-up thread)

@@ -183,5 +183,5 @@ def load_policy(model: str | os.PathLike, threads: int | None = 1,
         return NavModelPolicy(path, threads=threads, steering=nav_steering)
     if contract.task == "steer":
         return ModelPolicy(path, threads=threads)
-    raise ModelError(f"{path} is a {contract.task!r} model; simulate drives steering or navigate models "
-                     f"(task one of {POLICY_TASKS})")
+    raise ModelError(f"{path} is a {contract.task!r} model; simulate needs a steering model (task steer or "
+                     "navigate)")

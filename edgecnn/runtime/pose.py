@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from edgecnn.errors import OptionError, SourceError
 from edgecnn.navmap import latlon_to_local, wrap_angle
+from edgecnn.runtime.addresses import split_host_port
 
 COURSE_MIN_SPEED_MPS = 0.5  # below this, RMC's course over ground is not trusted
 HEADING_MIN_TRAVEL_M = 0.3  # successive fixes closer than this give no heading (GPS jitter would swing it)
@@ -381,13 +382,7 @@ def parse_pose_spec(spec: str) -> tuple[str, dict[str, Any]]:
     except ValueError:
         raise OptionError(f"--pose {spec!r} is not a pose source; expected {example}") from None
     if u.scheme in ("udp", "nmea+udp"):
-        rest = spec.split("://", 1)[1].strip("/")
-        if rest.startswith("["):
-            host, _, port_s = rest[1:].partition("]:")
-        elif ":" in rest:
-            host, _, port_s = rest.rpartition(":")
-        else:
-            host, port_s = "", rest
+        host, port_s = split_host_port(spec.split("://", 1)[1].strip("/"))
         try:
             port = int(port_s)
             if not 0 <= port <= 65535:

@@ -36,11 +36,12 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from edgecnn.errors import OptionError, OutputError
+from edgecnn.runtime.addresses import split_host_port
 from edgecnn.runtime.car_config import CarConfig, load_car_config
 from edgecnn.runtime.failsafe import Command
 from edgecnn.runtime.pca9685 import PCA9685, EmulatedPCA9685, SMBusLike, open_i2c_bus
@@ -143,15 +144,22 @@ class UdpSink(Sink):
         self._sock.close()
 
 
+def send_to_all(sinks: Iterable[Sink], cmd: Command) -> None:
+    """Send ``cmd`` to every sink, even when one of them fails (a broken UDP peer must not keep the neutral
+    command from the servo board); then raise the first OutputError, if any."""
+    error = None
+    for sink in sinks:
+        try:
+            sink.send(cmd)
+        except OutputError as exc:
+            error = error or exc
+    if error:
+        raise error
+
+
 def parse_udp(spec: str) -> tuple[str, int]:
     """``udp://HOST:PORT``, ``udp://:PORT`` or ``udp://PORT`` -> (host, port); host defaults to 127.0.0.1."""
-    rest = spec[len("udp://"):].strip("/")
-    if rest.startswith("["):  # IPv6 literal: udp://[::1]:5005
-        host, _, port_s = rest[1:].partition("]:")
-    elif ":" in rest:
-        host, _, port_s = rest.rpartition(":")
-    else:
-        host, port_s = "", rest
+    host, port_s = split_host_port(spec[len("udp://"):].strip("/"))
     try:
         port = int(port_s)
     except ValueError:

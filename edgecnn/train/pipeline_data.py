@@ -25,6 +25,7 @@ import numpy as np
 from edgecnn.atomic import write_json
 from edgecnn.contract import Contract
 from edgecnn.preprocess import load_image, prepare
+from edgecnn.runtime.evaluate import load_map_input
 
 # Above this many bytes of preprocessed tensors the data set is streamed rather than cached in memory.
 MEMORY_CACHE_LIMIT = 1 << 30
@@ -279,8 +280,6 @@ def make_nav_dataset(
             disk) or None (stream). No augmentation: a mirrored map would show left-lane roads.
     """
     import tensorflow as tf  # lazy: tensorflow
-
-    from edgecnn.runtime.evaluate import load_map_input
 
     if len(paths) != len(map_paths) or len(paths) != len(targets):
         raise ValueError("paths, map_paths and targets need one entry per frame")

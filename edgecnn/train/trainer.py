@@ -262,6 +262,8 @@ def _finish(task: Task, data, contract, config: TrainConfig, out: Path, warnings
         staged = out / ".best.calibrated.keras"
         best.save(staged)
         os.replace(staged, best_path)
+        # reload: Keras traced predict() with the old layer settings, evaluating ``best`` again would use them
+        best = keras.saving.load_model(best_path, safe_mode=True, compile=False)
         log("calibrated on the validation split: " + ", ".join(f"{k} {v:.4g}" for k, v in adjusted.items()))
     metrics = task.evaluate(best, data, contract, config)
     metrics.update(adjusted)

@@ -31,6 +31,7 @@ import numpy as np
 import edgecnn
 from edgecnn.contract import Contract
 from edgecnn.runtime.metadata import embed_contract
+from edgecnn.runtime.pose import parse_pose_spec
 from edgecnn.runtime.sinks import parse_udp
 from edgecnn.tfimport import import_tensorflow
 from edgecnn_robustness.childenv import child_env
@@ -307,22 +308,34 @@ def camera_cases(work: str | Path, model: str | Path, steer: bool = True, log: L
     return {"cases": cases, "worst_stall_to_neutral_ms": worst}
 
 
+# The modules that receive on a socket on purpose, each with the function that turns a user's address into the
+# host it binds: the pose sources (`steer --pose udp://PORT`) only. The live page (aiohttp, `--serve`) is checked
+# by its own tests (loopback default, a token for anything else).
+RECEIVERS = ("edgecnn/runtime/pose.py",)
+
+
 def network_checks() -> list[dict[str, Any]]:
-    """Nothing in edgecnn listens on a socket; the UDP steering sink defaults to 127.0.0.1."""
+    """Nothing in edgecnn listens on a socket except the pose receivers, and those bind 127.0.0.1 unless the
+    user names a host; the UDP steering sink defaults to 127.0.0.1."""
 
     # The fake camera (this tool, not edgecnn) binds 127.0.0.1 on purpose: checked below.
     root = Path(edgecnn.__file__).resolve().parent
     listeners = []
     for path in root.rglob("*.py"):
         text = path.read_text(encoding="utf-8", errors="replace")
-        if re.search(r"\.(bind|listen)\(|HTTPServer|socketserver", text):
-            listeners.append(str(path.relative_to(root.parent)))
+        rel = str(path.relative_to(root.parent))
+        if re.search(r"\.(bind|listen)\(|HTTPServer|socketserver", text) and rel not in RECEIVERS:
+            listeners.append(rel)
     host, _ = parse_udp("udp://:5005")
+    pose_hosts = {parse_pose_spec(spec)[1]["host"] for spec in ("udp://:5006", "nmea+udp://5007", "udp://5008")}
     cam = FakeCamera()
     cam_host = cam.url.split("//")[1].split(":")[0]
     cam.close()
     return [
-        _case("modules that bind or listen on a socket", ", ".join(listeners) or "none", "none", not listeners),
+        _case("modules that bind or listen on a socket (besides the pose receivers)", ", ".join(listeners) or "none",
+              "none", not listeners),
         _case("UDP steering sink default host (udp://:5005)", host, "127.0.0.1", host == "127.0.0.1"),
+        _case("pose receivers' default host (udp://:5006, nmea+udp://5007, udp://5008)", ", ".join(sorted(pose_hosts)),
+              "127.0.0.1", pose_hosts == {"127.0.0.1"}),
         _case("robustness fake camera binds", cam_host, "127.0.0.1", cam_host == "127.0.0.1"),
     ]
