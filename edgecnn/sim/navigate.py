@@ -71,7 +71,7 @@ from edgecnn.sim.network import (
 )
 from edgecnn.sim.render import build_network_scene, render
 from edgecnn.sim.road import Road
-from edgecnn.sim.simulate import PILOTNET_PENALTY_S, LoopTrace, run_loop
+from edgecnn.sim.simulate import PILOTNET_PENALTY_S, LoopTrace, drive_totals, run_loop
 
 JUNCTION_BEFORE_M = 2.5  # the zone starts where the data's junction frames start (2.5 m before the centre)
 JUNCTION_AFTER_M = 3.0  # ... and ends where another branch's lane is clearly apart from the route's
@@ -407,23 +407,12 @@ def simulate_networks(
         if progress:
             progress(r, len(indexes))
     junctions = [j for r in results for j in r.junctions]
-    time_s = sum(r.time_s for r in results)
-    steps = sum(r.steps for r in results)
-    deps = sum(r.departures for r in results)
-    unc = [r.mean_uncertainty for r in results if r.mean_uncertainty is not None]
     spec = (getattr(policy, "map_spec", None) or config.map_spec) if getattr(policy, "uses_map", False) else None
     return NavResult(
         junctions=len(junctions),
         junction_success=sum(j.ok for j in junctions) / len(junctions) if junctions else None,
         route_completion=sum(r.completed for r in results) / len(results) if results else 0.0,
-        autonomy=max(0.0, 1.0 - deps * config.penalty_s / time_s) if time_s > 0 else 0.0,
-        departures=deps,
-        mean_abs_offset=float(sum(r.mean_abs_offset * r.steps for r in results) / max(steps, 1)),
-        max_abs_offset=max((r.max_abs_offset for r in results), default=0.0),
-        distance=float(sum(r.distance for r in results)),
-        time_s=float(time_s),
-        in_lane_fraction=sum(r.in_lane_steps for r in results) / max(steps, 1),
-        mean_uncertainty=float(np.mean(unc)) if unc else None,
+        **drive_totals(results, config.penalty_s),
         config=config,
         map_spec=spec,
         per_route=tuple(results),

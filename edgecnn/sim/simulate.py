@@ -329,19 +329,26 @@ def simulate(
         results.append(r)
         if progress:
             progress(r)
+    return SimResult(**drive_totals(results, config.penalty_s), config=config, per_road=tuple(results))
+
+
+def drive_totals(results, penalty_s: float) -> dict[str, Any]:
+    """The aggregate of several drives (roads or routes: anything with ``time_s``, ``steps``, ``departures``,
+    ``in_lane_steps``, ``distance``, ``mean_abs_offset``, ``max_abs_offset`` and ``mean_uncertainty``):
+    ``autonomy`` (PilotNet's formula with ``penalty_s`` seconds per intervention), ``departures``, tick-weighted
+    ``mean_abs_offset`` and the ``max_abs_offset`` (m), ``distance`` (m), ``time_s``, ``in_lane_fraction`` and the
+    mean of the drives' ``mean_uncertainty`` (None when no drive had one)."""
     time_s = sum(r.time_s for r in results)
     steps = sum(r.steps for r in results)
     deps = sum(r.departures for r in results)
     unc = [r.mean_uncertainty for r in results if r.mean_uncertainty is not None]
-    return SimResult(
-        autonomy=max(0.0, 1.0 - deps * config.penalty_s / time_s) if time_s > 0 else 0.0,
-        departures=deps,
-        mean_abs_offset=float(sum(r.mean_abs_offset * r.steps for r in results) / max(steps, 1)),
-        max_abs_offset=max((r.max_abs_offset for r in results), default=0.0),
-        distance=float(sum(r.distance for r in results)),
-        time_s=float(time_s),
-        in_lane_fraction=sum(r.in_lane_steps for r in results) / max(steps, 1),
-        mean_uncertainty=float(np.mean(unc)) if unc else None,
-        config=config,
-        per_road=tuple(results),
-    )
+    return {
+        "autonomy": max(0.0, 1.0 - deps * penalty_s / time_s) if time_s > 0 else 0.0,
+        "departures": deps,
+        "mean_abs_offset": float(sum(r.mean_abs_offset * r.steps for r in results) / max(steps, 1)),
+        "max_abs_offset": max((r.max_abs_offset for r in results), default=0.0),
+        "distance": float(sum(r.distance for r in results)),
+        "time_s": float(time_s),
+        "in_lane_fraction": sum(r.in_lane_steps for r in results) / max(steps, 1),
+        "mean_uncertainty": float(np.mean(unc)) if unc else None,
+    }
