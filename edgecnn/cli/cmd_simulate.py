@@ -139,11 +139,7 @@ def cli(model, policy, roads, seed, latency_ms, road_length, hz, speed, threads,
 
         plot_result(result, plot)
     d = result.to_dict()
-    times = getattr(drive, "invoke_ms", None)
-    if times:
-        d["model_ms_p50"] = round(sorted(times)[len(times) // 2], 3)
-    if as_json:
-        click.echo(json.dumps(d))
+    if _print_json(d, drive, as_json):
         return
     click.echo(f"driver:           {name}")
     click.echo(f"roads:            {roads} x {road_length:g} m at {speed:g} m/s, {hz:g} Hz, latency {latency_ms:g} ms")
@@ -223,11 +219,7 @@ def _simulate_networks(drive, model, policy, car, *, seed, latency_ms, hz, route
     d["driver"] = name
     d["nav_steering"] = getattr(drive, "steering", None)
     d["pose_noise_scale"] = scale
-    times = getattr(drive, "invoke_ms", None)
-    if times:
-        d["model_ms_p50"] = round(sorted(times)[len(times) // 2], 3)
-    if as_json:
-        click.echo(json.dumps(d))
+    if _print_json(d, drive, as_json):
         return
     ok = sum(j.ok for r in result.per_route for j in r.junctions)
     done = sum(r.completed for r in result.per_route)
@@ -249,3 +241,14 @@ def _simulate_networks(drive, model, policy, car, *, seed, latency_ms, hz, route
         click.echo(f"model time p50:   {d['model_ms_p50']:.2f} ms/frame")
     if plot:
         click.echo(f"plot:             {plot}")
+
+
+def _print_json(d: dict, drive, as_json: bool) -> bool:
+    """Add the model's median per-frame time (``model_ms_p50``, when the driver measured one) to ``d``; print
+    ``d`` as one JSON line when ``as_json``. Returns ``as_json``."""
+    times = getattr(drive, "invoke_ms", None)
+    if times:
+        d["model_ms_p50"] = round(sorted(times)[len(times) // 2], 3)
+    if as_json:
+        click.echo(json.dumps(d))
+    return as_json
