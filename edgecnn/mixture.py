@@ -222,9 +222,15 @@ def has_both_sides(found: tuple[Mode, ...], neutral: float = 0.0) -> bool:
     return any(m.mean < neutral for m in found) and any(m.mean > neutral for m in found)
 
 
+DECISION_WINDOW = 0.5  # metres before a junction's turn-in point where its branches' steering already differs
+
+
 def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[str] | tuple[str, ...],
                      branch: list[str] | tuple[str, ...], routed: bool, neutral: float = 0.0,
-                     band: float = 0.05, min_weight: float = SIGNIFICANT_WEIGHT) -> dict[str, object]:
+                     band: float = 0.05, min_weight: float = SIGNIFICANT_WEIGHT,
+                     options: list[str] | tuple[str, ...] | None = None,
+                     to_turn: list[float | None] | tuple[float | None, ...] | None = None,
+                     decision_window: float = DECISION_WINDOW) -> dict[str, object]:
     """The junction figures of a navigation model on N labelled frames.
 
     Args:
@@ -232,6 +238,10 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
         junction: per frame ``""`` (plain road) or the junction kind (``"T"``, ``"cross"``, ``"fork"``).
         branch: per frame the route's branch there (``"left"``, ``"straight"``, ``"right"``; ``""`` off junctions).
         routed: the model sees the route: score the heaviest mode against the branch; else count modes.
+        options: per frame the junction's branches (``"left|right"``), ``""`` on plain road; to_turn: per frame
+            the metres of arc left to the junction's turn-in point (negative past it; None unknown). Both
+            optional (data written before they existed): without them the decision figures are None.
+        decision_window: metres before the turn-in point that count as the decision (see below).
         neutral: the route-neutral steering (the straight-on command), steering units. band: half-width of
             "straight" around it when judging a mode's side (:func:`side`).
 
@@ -247,7 +257,14 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
     - unrouted: ``t_two_sided_share``: of the T-junction frames where the ideal driver is turning (true steering
       off ``neutral`` by more than ``band``; ``t_turning_frames`` of them), the share with at least two
       significant modes (weight >= ``min_weight``) on different sides of ``neutral``; ``t_two_sided_share_all``
-      the same over all ``t_frames``.
+      the same over all ``t_frames``; and the decision figures: ``t_decision_frames``, the T-junction frames
+      from ``decision_window`` m before the turn-in point up to it (the car still on the approach every branch
+      shares, so camera and roads map are the same whichever branch the route takes, while the labelling
+      driver already steers into its branch), and ``t_decision_share``, the share of them whose significant
+      modes cover two of the junction's branches (offering left and right: a mode each side of ``neutral``; a
+      branch ``straight``: modes judged by :func:`side`). Frames past the turn-in point show the turn already
+      taken, so one mode is right there: that is why the decision figure, not ``t_two_sided_share``, is the
+      unrouted model's test.
     """
     outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     t = np.asarray(targets, dtype=np.float64).reshape(-1)
@@ -286,4 +303,18 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
         out["t_turning_frames"] = len(turning)
         out["t_two_sided_share"] = share(turning, lambda i: has_both_sides(sig[i], neutral))
         out["t_two_sided_share_all"] = share(tee, lambda i: has_both_sides(sig[i], neutral))
+        out["decision_window_m"] = decision_window
+        if options is None or to_turn is None or len(options) != len(t) or len(to_turn) != len(t):
+            out["t_decision_frames"], out["t_decision_share"] = 0, None
+        else:
+            decide = [i for i in tee if to_turn[i] is not None and 0.0 <= to_turn[i] <= decision_window]
+
+            def covers_two(i: int) -> bool:
+                offered = set(options[i].split("|"))
+                if offered == {"left", "right"}:
+                    return has_both_sides(sig[i], neutral)
+                return len({side(m.mean, neutral, band) for m in sig[i]} & offered) >= 2
+
+            out["t_decision_frames"] = len(decide)
+            out["t_decision_share"] = share(decide, covers_two)
     return out

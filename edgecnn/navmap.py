@@ -443,7 +443,9 @@ class Route:
         points: float64 (M, 2), the DRIVING line along the route (right-lane centre, with the junction turns).
         junctions: one dict per junction passed: ``node``, ``kind`` (``"T"``, ``"cross"``, ``"fork"``), ``s``
             (arc length of the junction centre along ``points``, m), ``branch`` (``"left"``, ``"straight"``,
-            ``"right"``), ``options`` (the branches that junction offers).
+            ``"right"``), ``options`` (the branches that junction offers), and in routes planned by
+            :mod:`edgecnn.sim.network` ``turn_in``, ``turn_out`` (arc length where the route's turning arc there
+            starts and ends, m; None when it goes straight on).
     """
 
     start: str

@@ -17,6 +17,9 @@ from edgecnn.cli.data_roads import roads as roads_cmd
 from edgecnn.data import networks as netdata
 from edgecnn.data.steering import load_steering_dataset
 from edgecnn.navmap import MapSpec, PoseNoise, load_route, rasterise
+from edgecnn.sim.bicycle import CarParams, Pose
+from edgecnn.sim.network import NET_DATA_STREAM, balanced_routes, make_network, net_rng, route_road
+from edgecnn.sim.pursuit import LOOKAHEAD, pure_pursuit
 from edgecnn.train import datakind
 from edgecnn.train.datakind import is_networks_data, is_roads_data, steering_kind
 
@@ -176,3 +179,62 @@ def test_an_interrupted_run_leaves_nothing_half_written(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         netdata.generate(tmp_path / "out", n=20, size=(48, 36), progress=stop)
     assert list(tmp_path.iterdir()) == []
+
+
+def _tee_siblings():
+    """A data-stream network with a T-junction entered from its stem, and two of its balanced routes that turn
+    there one left, one right."""
+    for k in range(40):
+        rng = net_rng(0, NET_DATA_STREAM, k)
+        net = make_network(rng)
+        routes = balanced_routes(net, netdata.ROUTES_PER_NETWORK, rng)
+        by_branch: dict[tuple[str, str], object] = {}
+        for route in routes:
+            for j in route.junctions:
+                if j["kind"] == "T" and j["options"] == ["left", "right"]:
+                    by_branch.setdefault((j["node"], j["branch"]), route)
+        for (node, b), route in by_branch.items():
+            if b == "left" and (node, "right") in by_branch:
+                return net, routes, node, route, by_branch[(node, "right")]
+    raise AssertionError("no T-junction with both branches in 40 networks")
+
+
+def test_turn_in_is_shared_by_every_branch_and_the_labels_part_there():
+    net, routes, node, left, right = _tee_siblings()
+    turn_in = netdata.node_turn_in(routes)
+    jl = next(j for j in left.junctions if j["node"] == node)
+    jr = next(j for j in right.junctions if j["node"] == node)
+    assert turn_in[node] == min(jl["turn_in"], jr["turn_in"])
+    assert jl["turn_in"] < jl["s"] < jl["turn_out"] and jr["turn_in"] < jr["s"] < jr["turn_out"]
+    road_l, road_r = route_road(left, net.half_width), route_road(right, net.half_width)
+    car = CarParams()
+    for before in (0.5, 0.3, 0.1):
+        s = turn_in[node] - before
+        pose_l, pose_r = road_l.pose_at(s), road_r.pose_at(s)
+        assert np.allclose(pose_l, pose_r, atol=1e-6)  # the same place, whichever branch the route takes
+        pose = Pose(*pose_l)
+        steer_l = pure_pursuit(road_l, pose, car, lookahead=netdata.lookahead(left, s), hint_s=s)
+        steer_r = pure_pursuit(road_r, pose, car, lookahead=netdata.lookahead(right, s), hint_s=s)
+        assert steer_l < -0.05 and steer_r > 0.05, (before, steer_l, steer_r)
+
+
+def test_lookahead_is_longer_through_a_turn_and_ramps_without_jumps():
+    _, _, node, left, _ = _tee_siblings()
+    j = next(j for j in left.junctions if j["node"] == node)
+    assert netdata.lookahead(left, j["turn_in"]) == netdata.JUNCTION_LOOKAHEAD
+    assert netdata.lookahead(left, j["turn_out"]) == netdata.JUNCTION_LOOKAHEAD
+    assert netdata.lookahead(left, j["turn_in"] - 3.0) == pytest.approx(LOOKAHEAD)
+    s = np.arange(j["turn_in"] - 3.0, j["turn_out"] + 2.0, 0.01)
+    la = np.array([netdata.lookahead(left, float(x)) for x in s])
+    assert np.max(np.abs(np.diff(la))) <= 0.011  # ramps over 0.6 m: at most 0.01 m per 0.01 m
+
+
+def test_to_turn_column_and_approach_frames(data):
+    rows = _rows(data)
+    for r in rows:
+        assert (r["to_turn"] == "") == (r["junction"] == "")
+    meta = json.loads((data / "roads.json").read_text())
+    assert meta["approach_window_m"] == list(netdata.APPROACH_WINDOW)
+    assert meta["junction_lookahead_m"] == netdata.JUNCTION_LOOKAHEAD
+    before = [float(r["to_turn"]) for r in rows if r["to_turn"] and 0 <= float(r["to_turn"]) <= 1.5]
+    assert len(before) >= 0.1 * len(rows)  # the approach share lands before the turn-in point

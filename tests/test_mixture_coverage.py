@@ -104,3 +104,23 @@ def test_junction_metrics_unrouted_and_routed():
     assert ro["per_kind"]["T"]["frames"] == 2
     empty = junction_metrics(out[4:], target[4:], ["", ""], ["", ""], routed=True)
     assert empty["route_mode_share"] is None and empty["junction_frames"] == 0
+
+
+def test_junction_decision_frames_are_the_shared_approach_before_the_turn_in():
+    two = vec([0.5, 0.5, 0], [-0.5, 0.5, 0], [0.1, 0.1, 1])
+    one_left = vec([0.9, 0.1, 0], [-0.5, 0.5, 0], [0.1, 0.1, 1])
+    straight_right = vec([0.5, 0.5, 0], [0.0, 0.4, 0], [0.08, 0.08, 1])
+    out = np.stack([two, one_left, two, straight_right, straight_right, two])
+    target = np.array([0.2, -0.2, -0.4, 0.3, 0.3, 0.1])
+    junction = ["T"] * 5 + ["cross"]
+    branch = ["right", "left", "left", "right", "straight", "right"]
+    options = ["left|right"] * 3 + ["straight|right"] * 2 + ["left|straight|right"]
+    # frame 2 is past the turn-in (committed), frame 4 before the window: neither is a decision frame;
+    # the crossroads frame is not a T frame
+    to_turn = [0.3, 0.1, -0.2, 0.45, 0.9, 0.2]
+    un = junction_metrics(out, target, junction, branch, routed=False, options=options, to_turn=to_turn)
+    assert un["t_decision_frames"] == 3
+    assert un["t_decision_share"] == pytest.approx(2 / 3)  # one_left shows one branch only
+    assert un["decision_window_m"] == 0.5
+    old = junction_metrics(out, target, junction, branch, routed=False)
+    assert old["t_decision_frames"] == 0 and old["t_decision_share"] is None

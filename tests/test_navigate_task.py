@@ -80,7 +80,8 @@ def test_unrouted_reads_the_roads_channel_only(nav_data, tmp_path):
     model = keras.saving.load_model(r.run_dir / "model.keras", compile=False)
     assert [t.name for t in model.inputs] == ["image", "map"]
     assert tuple(model.inputs[1].shape[1:]) == (MAP_SIZE, MAP_SIZE, 1)
-    assert "t_two_sided_share" in r.metrics["junctions"]
+    assert "t_two_sided_share" in r.metrics["junctions"] and "t_decision_share" in r.metrics["junctions"]
+    assert r.metrics["junctions"]["decision_window_m"] == 0.5
 
 
 def test_calibration_stores_both_inputs(routed_run, tmp_path):

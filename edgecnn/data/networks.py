@@ -8,8 +8,13 @@ one learns to pick the one its map shows. Each route gets its own scene (:func:`
 network painted around it, own surfaces, markings, lighting, surroundings) and ``per_route`` frames, sampled as
 ``edgecnn data roads`` samples them (random lateral offset and heading error, camera height, pitch, roll and
 field of view jittered, lighting per frame), a share :data:`JUNCTION_SHARE` of them drawn inside a junction zone
-(2.5 m before its centre to 1.0 m after) and the rest anywhere along the route, so about 57 % of the frames are
-junction frames. The label is pure pursuit on the route's driving line: the ideal driver follows the route.
+(2.5 m before its centre to 1.0 m after), a share :data:`APPROACH_SHARE` on a junction's approach around its
+turn-in point (:data:`APPROACH_WINDOW`: 1.5 m before the point where the first route turning there starts its arc
+to 0.3 m after), and the rest anywhere along the route. The label is pure pursuit on the route's driving line: the
+ideal driver follows the route, looking :data:`JUNCTION_LOOKAHEAD` (1.2 m) ahead through a turn and 0.6 m on plain
+road (:func:`lookahead`), so it begins a turn from the stretch of approach every branch shares: there the frame and
+a roads-only map are the same whichever branch the route takes, and the labels of the branches differ. That is
+where an unrouted model must show every branch as a mode.
 
 Each frame's map is :func:`edgecnn.navmap.rasterise` of the network and route at the pose the car would
 *believe* (:meth:`edgecnn.navmap.PoseEstimator.one_shot`: the true pose moved back by the pose delay, plus
@@ -20,23 +25,27 @@ The pose noise has its own random stream: the frames do not change with ``pose_n
 
 Layout (``OUT/``)::
 
-    labels.csv     image,steering,map,network,route,junction,branch,options,x,y,heading,est_x,est_y,est_heading
+    labels.csv     image,steering,map,network,route,junction,branch,options,to_turn,x,y,heading,est_x,est_y,
+                   est_heading
     images/        NNNNNN.jpg (BGR, JPEG quality 95)
     maps/          NNNNNN.png (uint8 3 channels as cv2.imread returns them: 0 = roads, 1 = route, 2 = 0; 0/255)
     roads.json     provenance: format "edgecnn-networks-1", frames, size, seed, stream, map_spec, pose_noise, ...
     networks.json  every network (nodes, edges in local metres) and its routes (nodes, junctions, file)
     routes/        NET-ROUTE.json, one route file each (edgecnn.navmap.load_route reads them)
 
-``junction`` is "" or the junction's kind ("T", "cross", "fork") when the frame is in its zone, ``branch`` the
-route's branch there, ``options`` the branches it offers ("left|right"); ``x, y, heading`` the true rear-axle
+``junction`` is "" or the junction's kind ("T", "cross", "fork") when the frame is in its zone (from its turn-in
+point + APPROACH_WINDOW[0], or 2.5 m before its centre if earlier, to 1.0 m after the centre), ``branch`` the
+route's branch there, ``options`` the branches it offers ("left|right"), ``to_turn`` the arc length left to the
+junction's turn-in point (m, negative once past it; :func:`node_turn_in`); ``x, y, heading`` the true rear-axle
 pose (heading not wrapped), ``est_*`` the believed one (metres, radians, heading in [-pi, pi)). :func:`edgecnn.data.steering.load_steering_dataset` reads the
 folder as image,steering data (it ignores the other columns), so an image-only model trains on the same frames.
 Rows are in network, route and arc-length order, so a time-block split keeps a route's frames together.
 
 Speed (measured, 160x120, defaults): 8000 frames took 116 s of CPU (about 69 frames/s on an idle core; 5.5
 minutes wall clock on 2 cores shared with 8 other jobs). Per frame the render, JPEG and PNG cost about 5 ms; a
-route's scene (about 0.1 s, shared by its ``per_route`` frames) the rest. At the defaults about 57 % of the frames
-are junction frames and each kind's branches are within 10 % of each other (T 768 left / 734 right).
+route's scene (about 0.1 s, shared by its ``per_route`` frames) the rest. At the defaults (16000 frames, seed 0) 75 %
+of the frames are junction frames, each kind's branches within 10 % of each other (T 2223 left / 2028 right), and
+782 T-junction frames lie in the last 0.5 m before the turn-in point (369 left, 413 right).
 """
 
 from __future__ import annotations
@@ -60,21 +69,23 @@ from edgecnn.sim.network import (
     ZONE_AFTER,
     ZONE_BEFORE,
     balanced_routes,
-    junction_at,
     make_network,
     net_rng,
     route_road,
 )
-from edgecnn.sim.pursuit import pure_pursuit
+from edgecnn.sim.pursuit import LOOKAHEAD, pure_pursuit
 from edgecnn.sim.render import build_network_scene, render
 
 FORMAT = "edgecnn-networks-1"
-COLUMNS = ("image", "steering", "map", "network", "route", "junction", "branch", "options", "x", "y", "heading",
-           "est_x", "est_y", "est_heading")
+COLUMNS = ("image", "steering", "map", "network", "route", "junction", "branch", "options", "to_turn", "x", "y",
+           "heading", "est_x", "est_y", "est_heading")
 DEFAULT_FRAMES = 8000
 DEFAULT_PER_ROUTE = 6
 ROUTES_PER_NETWORK = 4
-JUNCTION_SHARE = 0.3  # frames drawn inside a junction zone; the others, drawn along the route, add about 30 %
+JUNCTION_SHARE = 0.25  # frames drawn inside a junction zone (2.5 m before its centre to 1.0 m after)
+APPROACH_SHARE = 0.3  # frames drawn on a junction's approach, around its turn-in point (APPROACH_WINDOW)
+APPROACH_WINDOW = (-1.5, 0.3)  # metres of arc around the turn-in point (negative = before it)
+JUNCTION_LOOKAHEAD = 1.2  # the labelling driver's look-ahead (m) through a turn (the plain road's: 0.6)
 
 
 def route_file(network: int, route: int) -> str:
@@ -127,6 +138,7 @@ def generate(
             net = make_network(rng)
             geom = net.geometry
             routes = balanced_routes(net, ROUTES_PER_NETWORK, rng)
+            turn_in = node_turn_in(routes)
             doc_routes = []
             for ri, route in enumerate(routes):
                 if len(rows) >= n:
@@ -139,7 +151,7 @@ def generate(
                 road = route_road(route, net.half_width)
                 scene = build_network_scene(net, road, rng)
                 count = min(per_route, n - len(rows))
-                for s in np.sort([_sample_s(rng, route, road.length) for _ in range(count)]):
+                for s in np.sort([_sample_s(rng, route, road.length, turn_in) for _ in range(count)]):
                     pose, cam, light = random_view(rng, road, float(s), scene, width, height)  # as data roads
                     frame = render(scene, pose, cam, car, rng=rng, light=light)
                     true = (round(pose.x, 6), round(pose.y, 6), round(pose.yaw, 6))
@@ -151,14 +163,16 @@ def generate(
                     name, map_name = f"images/{i:06d}.jpg", f"maps/{i:06d}.png"
                     write_image(tmp, name, frame, JPEG)
                     write_image(tmp, map_name, img)
-                    steering = pure_pursuit(road, pose, car, hint_s=float(s))
-                    j = junction_at(route, float(s))
+                    steering = pure_pursuit(road, pose, car, lookahead=lookahead(route, float(s)),
+                                            hint_s=float(s))
+                    j = junction_zone(route, float(s), turn_in)
                     if j is not None:
                         junction_frames += 1
                         branches.setdefault(j["kind"], Counter())[j["branch"]] += 1
                     rows.append([name, round(steering, 6), map_name, k, ri,
                                  "" if j is None else j["kind"], "" if j is None else j["branch"],
-                                 "" if j is None else "|".join(j["options"]), *true, *est])
+                                 "" if j is None else "|".join(j["options"]),
+                                 "" if j is None else round(turn_in[j["node"]] - float(s), 3), *true, *est])
                     if progress:
                         progress(len(rows), n)
             networks_doc.append(_network_doc(k, net, geom, doc_routes))
@@ -177,6 +191,8 @@ def generate(
             "pose_noise": noise.to_dict(),
             "pose_noise_scale": pose_noise,
             "junction_zone_m": [ZONE_BEFORE, ZONE_AFTER],
+            "approach_window_m": list(APPROACH_WINDOW),
+            "junction_lookahead_m": JUNCTION_LOOKAHEAD,
             "junction_frames": junction_frames,
             "junction_share": round(junction_frames / len(rows), 4),
             "branches": {kind: dict(sorted(c.items())) for kind, c in sorted(branches.items())},
@@ -191,12 +207,62 @@ def generate(
     return out
 
 
-def _sample_s(rng: np.random.Generator, route, length: float) -> float:
-    """Arc length of one frame along the route: inside a junction zone with probability JUNCTION_SHARE."""
-    if route.junctions and rng.random() < JUNCTION_SHARE:
+def _sample_s(rng: np.random.Generator, route, length: float, turn_in: dict[str, float]) -> float:
+    """Arc length (m) of one frame along the route: inside a junction zone with probability JUNCTION_SHARE, on a
+    junction's approach around its turn-in point (APPROACH_WINDOW) with probability APPROACH_SHARE, else anywhere."""
+    u = rng.random()
+    if route.junctions and u < JUNCTION_SHARE + APPROACH_SHARE:
         j = route.junctions[int(rng.integers(len(route.junctions)))]
-        return float(np.clip(j["s"] + rng.uniform(-ZONE_BEFORE, ZONE_AFTER), 0.0, length))
+        if u < JUNCTION_SHARE:
+            s = j["s"] + rng.uniform(-ZONE_BEFORE, ZONE_AFTER)
+        else:
+            s = turn_in[j["node"]] + rng.uniform(*APPROACH_WINDOW)
+        return float(np.clip(s, 0.0, length))
     return float(rng.uniform(0.5, max(length - 1.5, 1.0)))
+
+
+def node_turn_in(routes) -> dict[str, float]:
+    """Per junction node of a network, the arc length (m) of its turn-in point: where the first of the routes
+    that turn there starts its arc (the centre, for a junction every route crosses straight on).
+
+    The network is a tree and every route starts at its root, so every route reaches a node along the same
+    path: arc lengths up to the node's approach are the same on all of them, and a frame before the turn-in point
+    sees the same road whichever branch its route takes."""
+    found: dict[str, float] = {}
+    for route in routes:
+        for j in route.junctions:
+            at = j["s"] if j.get("turn_in") is None else j["turn_in"]
+            found[j["node"]] = min(found.get(j["node"], math.inf), float(at))
+    return found
+
+
+def junction_zone(route, s: float, turn_in: dict[str, float]) -> dict | None:
+    """The junction of ``route`` whose zone holds arc length ``s`` (m): from its node's turn-in point plus the
+    start of APPROACH_WINDOW (or ZONE_BEFORE before its centre, whichever is earlier) to ZONE_AFTER after the
+    centre; None on plain road."""
+    for j in route.junctions:
+        if min(j["s"] - ZONE_BEFORE, turn_in[j["node"]] + APPROACH_WINDOW[0]) <= s <= j["s"] + ZONE_AFTER:
+            return j
+    return None
+
+
+def lookahead(route, s: float) -> float:
+    """The labelling driver's look-ahead (m) at arc length ``s``: :data:`JUNCTION_LOOKAHEAD` from that far before
+    a turn's arc to its end, the plain :data:`~edgecnn.sim.pursuit.LOOKAHEAD` elsewhere, ramped linearly over
+    the difference on both sides (the look-ahead point stays on straight road while it changes, so the label of
+    an on-line pose does not jump). A driver looking further into a turn starts it from the shared approach, so
+    the branches' steering differs where the camera and a roads-only map cannot yet tell them apart."""
+    extra = JUNCTION_LOOKAHEAD - LOOKAHEAD
+    best = LOOKAHEAD
+    for j in route.junctions:
+        if j.get("turn_in") is None:
+            continue
+        start, end = j["turn_in"] - JUNCTION_LOOKAHEAD, j["turn_out"]
+        if start <= s <= end:
+            return JUNCTION_LOOKAHEAD
+        ramp = max(0.0, 1.0 - (start - s) / extra) if s < start else max(0.0, 1.0 - (s - end) / extra)
+        best = max(best, LOOKAHEAD + extra * ramp)
+    return best
 
 
 def _network_doc(index: int, net, geom, routes: list[dict]) -> dict:

@@ -74,7 +74,8 @@ class EvalSplit:
         paths: the N image files, in order.
         excluded: test images left out because they are also in the calibration set.
         junction, branch: navigation runs: per frame the junction kind (``""`` on plain road) and the route's
-            branch; empty otherwise.
+            branch; empty otherwise. options, to_turn: navigation runs: the junction's branches and the
+            metres left to its turn-in point (see :class:`edgecnn.train.run.Item`).
     """
 
     inputs: Inputs
@@ -83,6 +84,8 @@ class EvalSplit:
     excluded: int
     junction: tuple[str, ...] = ()
     branch: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    to_turn: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,8 @@ def load_test_split(prep: Prepared, log: Log) -> EvalSplit:
     inputs = load_model_inputs(list(paths), c, [i.map or "" for i in kept])
     nav = c.task == "navigate"
     return EvalSplit(inputs, targets, paths, excluded, tuple(i.junction for i in kept) if nav else (),
-                     tuple(i.branch for i in kept) if nav else ())
+                     tuple(i.branch for i in kept) if nav else (), tuple(i.options for i in kept) if nav else (),
+                     tuple(i.to_turn for i in kept) if nav else ())
 
 
 def convert_step(prep: Prepared, precisions: Sequence[str], io: str, log: Log) -> Converted:
@@ -281,7 +285,8 @@ def score_step(prep: Prepared, conv: Converted, test: EvalSplit, log: Log) -> Sc
         d = score_outputs(out, test.targets, contract).to_dict()
         if test.junction:  # navigation: the junction figures of metrics.json, for every exported model too
             d["junctions"] = junction_metrics(out, test.targets, test.junction, test.branch,
-                                              routed=bool(contract.map.get("routed")))
+                                              routed=bool(contract.map.get("routed")), options=test.options,
+                                              to_turn=test.to_turn)
         return d
 
     metrics: dict[str, dict[str, Any]] = {"float_keras": scored(keras_out)}

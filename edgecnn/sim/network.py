@@ -560,12 +560,12 @@ def _route_along(net: SimNetwork, path: list[str]) -> Route:
     for i, node in enumerate(path[1:-1], start=1):
         kind = g.nodes[node]["kind"]
         nxt = lines[i]
+        kept, arc, nxt = _turn(cur, nxt, hw, kind)
         if g.degree(node) > 2:
             opts = _options(g, node, path[i - 1])
             order = [n for n in opts]  # leftmost first
             info.append({"node": node, "kind": kind, "branch": opts[path[i + 1]],
-                         "options": [opts[n] for n in order]})
-        kept, arc, nxt = _turn(cur, nxt, hw, kind)
+                         "options": [opts[n] for n in order], "arc": (arc[0], arc[-1]) if len(arc) else None})
         pieces += [kept, arc]
         cur = nxt
     pieces.append(cur)
@@ -575,8 +575,11 @@ def _route_along(net: SimNetwork, path: list[str]) -> Route:
     for j in info:
         c = np.asarray(g.nodes[j["node"]]["xy"])
         k = int(np.argmin(np.hypot(*(pts - c).T)))
+        near = np.flatnonzero(np.abs(s - s[k]) <= STRAIGHT + 2 * R_FORK)  # this junction's stretch of the route
+        turn = [None, None] if j["arc"] is None else [
+            round(float(s[near[int(np.argmin(np.hypot(*(pts[near] - end).T)))]]), 3) for end in j["arc"]]
         junctions.append({"node": j["node"], "kind": j["kind"], "s": round(float(s[k]), 3), "branch": j["branch"],
-                          "options": j["options"]})
+                          "options": j["options"], "turn_in": turn[0], "turn_out": turn[1]})
     return Route(start=path[0], goal=path[-1], nodes=tuple(path), points=pts, junctions=tuple(junctions))
 
 

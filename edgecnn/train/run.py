@@ -6,7 +6,7 @@ Layout of ``runs/NAME/``:
 * ``contract.json``: the model's :class:`~edgecnn.contract.Contract`;
 * ``split.json``: ``{"task", "data", "splits": {"train"|"val"|"test": [[path, label], ...]}}``; for steering
   the entries are ``[path, steering, throttle_or_null]``, for navigation ``[path, steering, map_path, junction,
-  branch]``;
+  branch, options, to_turn]`` (the last two may be absent);
 * ``config.json``: the training options;
 * ``history.json``: per-epoch metrics; ``metrics.json``: held-out test metrics;
 * ``.backup/``: resume state while training is unfinished (removed at the end): Keras BackupAndRestore's files
@@ -47,6 +47,8 @@ class Item:
         throttle: throttle in [-1, 1] for steer runs that record it, else None.
         map: navigate runs: the frame's map raster PNG (absolute path), else None.
         junction, branch: navigate runs: the junction kind (``""`` on plain road) and the route's branch there.
+        options: navigate runs: the branches the junction offers (``"left|right"``), ``""`` on plain road.
+        to_turn: navigate runs: metres of arc left to the junction's turn-in point (negative past it), or None.
     """
 
     path: str
@@ -55,6 +57,8 @@ class Item:
     map: str | None = None
     junction: str = ""
     branch: str = ""
+    options: str = ""
+    to_turn: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,9 @@ def _read_splits(path: Path) -> tuple[str, dict[str, tuple[Item, ...]], str]:
         for name in SPLITS:
             rows = doc["splits"].get(name, [])
             if task == "navigate":
-                splits[name] = tuple(Item(str(r[0]), float(r[1]), None, str(r[2]), str(r[3] or ""), str(r[4] or ""))
+                splits[name] = tuple(Item(str(r[0]), float(r[1]), None, str(r[2]), str(r[3] or ""), str(r[4] or ""),
+                                          str(r[5] or "") if len(r) > 5 else "",
+                                          float(r[6]) if len(r) > 6 and r[6] is not None else None)
                                      for r in rows)
             elif task == "steer":
                 splits[name] = tuple(Item(str(r[0]), float(r[1]), None if len(r) < 3 or r[2] is None else float(r[2]))

@@ -63,6 +63,9 @@ class NavSample:
         junction: ``""`` on plain road, else the junction kind (``"T"``, ``"cross"``, ``"fork"``) when the frame
             is in a junction zone. branch: the route's branch there (``"left"``, ``"straight"``, ``"right"``).
         network, route: ids of the network and route the frame was driven on.
+        options: the branches the junction offers (``"left|right"``; ``""`` on plain road).
+        to_turn: metres of arc left to the junction's turn-in point (negative past it; None on plain road or in
+            data written before the column existed).
     """
 
     path: str
@@ -72,10 +75,12 @@ class NavSample:
     branch: str = ""
     network: str = ""
     route: str = ""
+    options: str = ""
+    to_turn: float | None = None
 
     def entry(self) -> list[Any]:
-        """The split.json row: ``[image, steering, map, junction, branch]``."""
-        return [self.path, self.steering, self.map_path, self.junction, self.branch]
+        """The split.json row: ``[image, steering, map, junction, branch, options, to_turn]``."""
+        return [self.path, self.steering, self.map_path, self.junction, self.branch, self.options, self.to_turn]
 
 
 @dataclass(frozen=True)
@@ -145,10 +150,20 @@ def read_navigation(root: str | Path) -> tuple[tuple[NavSample, ...], dict[str, 
             continue
         samples.append(NavSample(str(img.resolve()), steering, str(grid.resolve()), (r.get("junction") or "").strip(),
                                  (r.get("branch") or "").strip(), (r.get("network") or "").strip(),
-                                 (r.get("route") or "").strip()))
+                                 (r.get("route") or "").strip(), (r.get("options") or "").strip(),
+                                 _metres(r.get("to_turn"))))
     if not samples:
         raise DataError(f"{labels}: no usable frames ({', '.join(f'{n} {k}' for k, n in faults.items())})")
     return tuple(samples), dict(info["map_spec"]), dict(info.get("pose_noise") or {}), dict(faults)
+
+
+def _metres(text: str | None) -> float | None:
+    """A ``to_turn`` cell as metres, None when blank or not a finite number."""
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def map_spec_for(spec: dict[str, Any], routed: bool) -> MapSpec:
@@ -288,5 +303,6 @@ def navigation_metrics(raw: np.ndarray, samples, contract: Contract, baseline: f
     metrics["coverage_ideal"] = {k: round(v, 4) for k, v in IDEAL_COVERAGE.items()}
     routed = bool((getattr(contract, "map", None) or {}).get("routed", False))
     metrics["junctions"] = junction_metrics(raw, target, [s.junction for s in samples], [s.branch for s in samples],
-                                            routed=routed)
+                                            routed=routed, options=[s.options for s in samples],
+                                            to_turn=[s.to_turn for s in samples])
     return metrics
