@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ TASKS = ("classify", "steer", "segment", "navigate")
 HEADS = ("softmax", "regression", "gmm", "class-map")
 COLOR_ORDERS = ("RGB", "BGR")
 # How a frame larger than the model input is shrunk (see edgecnn.preprocess.resize). "area" and "area-pyramid"
-# filter (no aliasing); the others are plain OpenCV interpolations. Enlarging is always linear.
-RESIZE_METHODS = ("area", "area-pyramid", "linear", "nearest", "cubic")
+# filter (no aliasing), "supersample" (2x2 bilinear samples per pixel) mostly; the others are plain OpenCV
+# interpolations. Enlarging is always linear.
+RESIZE_METHODS = ("area", "area-pyramid", "supersample", "linear", "nearest", "cubic")
 
 # Named input ranges: pixel p in 0..255 becomes (p - mean) / std.
 INPUT_RANGES: dict[str, tuple[float, float]] = {
@@ -47,12 +49,22 @@ class Contract:
         resize: how a larger frame is shrunk to the input size, one of :data:`RESIZE_METHODS`: ``"area"``
             (OpenCV INTER_AREA, exact at any factor; fast when the factor is an integer), ``"area-pyramid"``
             (exact 2x2 means while the frame is at least twice the input, then one INTER_AREA step: as
-            alias-free, 3-7x faster for large frames, but not bit-identical to ``"area"``), ``"linear"``,
+            alias-free, 3-7x faster for large frames, but not bit-identical to ``"area"``), ``"supersample"``
+            (bilinear to twice the input size, then exact 2x2 means: about 12x faster than ``"area"`` from
+            640x480 to 64x64, some aliasing left at large factors), ``"linear"``,
             ``"nearest"``, ``"cubic"``. Enlarging always uses linear interpolation. Training and the device both
             resize through :func:`edgecnn.preprocess.resize` with this method.
         source_size: ``(width, height)`` of the frames the model was trained on (a tub recorded at 160x120 ->
             ``(160, 120)``), or ``()`` when unknown or mixed. The device opens its camera at this size, so the
             camera does the shrinking the training data had.
+        crop: ``(top, bottom)``: rows removed from the top and the bottom of every frame before it is resized
+            (a Donkey Car tub's sky: ``(40, 0)``), or ``()`` for none. Counted in rows of a ``source_size`` frame
+            when the contract has one, and scaled to the height ``H`` of the frame at hand (``top * H /
+            source_height`` rounded half up, the same for ``bottom``: a camera opened at twice the size loses
+            twice the rows); without ``source_size`` in rows of the frame as given. At least one row must remain
+            (of ``source_size``; a frame that would lose every row is refused by :func:`crop_rows`). Applied by
+            :func:`edgecnn.preprocess.to_model_pixels` (the one preprocessing) and to segmentation masks alike.
+            A contract written before ``crop`` existed reads with ``crop == ()``.
         labels: class names for ``classify`` and ``segment`` (index order; for ``segment`` index 0 is
             ``background``); empty for ``steer``.
         head: ``"softmax"`` (class probabilities), ``"regression"`` (steering [, throttle]) or ``"gmm"``
@@ -87,6 +99,7 @@ class Contract:
     components: int = 0
     arch: str = ""
     source_size: tuple[int, ...] = ()
+    crop: tuple[int, ...] = ()
     map: dict[str, Any] = field(default_factory=dict, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     format_version: int = FORMAT_VERSION
@@ -108,6 +121,7 @@ class Contract:
             raise ModelError(f"contract resize must be one of {', '.join(RESIZE_METHODS)}, got: {self.resize!r}")
         if self.source_size and (len(self.source_size) != 2 or min(self.source_size) <= 0):
             raise ModelError(f"contract source_size must be (width, height) in pixels, got: {self.source_size!r}")
+        object.__setattr__(self, "crop", _checked_crop(self.crop, self.source_size))
         if self.task == "classify" and not self.labels:
             raise ModelError("a classification contract needs its labels")
         if (self.task == "segment") != (self.head == "class-map"):
@@ -127,6 +141,11 @@ class Contract:
     def input_size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return (self.input_height, self.input_width)
+
+    def crop_rows(self, height: int) -> tuple[int, int]:
+        """``(top, bottom)`` rows to remove from a frame ``height`` rows tall (see ``crop``); ``(0, 0)`` without a
+        crop. ModelError (one line) when the crop would leave no row of that frame."""
+        return crop_rows(self.crop, self.source_size, height)
 
     @property
     def map_spec(self) -> MapSpec | None:
@@ -152,7 +171,7 @@ class Contract:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for k in ("mean", "std", "labels", "steering_range", "source_size"):
+        for k in ("mean", "std", "labels", "steering_range", "source_size", "crop"):
             d[k] = list(d[k])
         d["map"] = json.loads(json.dumps(self.map))  # a deep, JSON-shaped copy
         return d
@@ -163,13 +182,13 @@ class Contract:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Contract:
         """Build from a dict; unknown keys (from a newer edgecnn) are ignored, missing optional ones take their
-        defaults (a contract written before ``source_size`` or ``map`` existed reads with ``source_size == ()``,
-        ``map == {}``)."""
+        defaults (a contract written before ``source_size``, ``crop`` or ``map`` existed reads with
+        ``source_size == ()``, ``crop == ()``, ``map == {}``)."""
         if not isinstance(d, dict):
             raise ModelError(f"a contract must be a JSON object, got: {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for k in ("mean", "std", "labels", "steering_range", "source_size"):
+        for k in ("mean", "std", "labels", "steering_range", "source_size", "crop"):
             if k in kw:
                 kw[k] = tuple(kw[k] or ())
         if "map" in kw and kw["map"] is None:
@@ -205,6 +224,43 @@ def map_entry(spec: MapSpec, pose_noise: PoseNoise | None = None) -> dict[str, A
     training pose error (default :class:`~edgecnn.navmap.PoseNoise`)."""
     return {"spec": spec.to_dict(), "routed": spec.routed, "pose_noise": (pose_noise or PoseNoise()).to_dict(),
             "input": MAP_INPUT}
+
+
+def _checked_crop(crop: Any, source_size: tuple[int, ...]) -> tuple[int, ...]:
+    """``crop`` as ``()`` or ``(top, bottom)`` ints; ModelError (one line) unless it is two whole numbers >= 0 that
+    leave at least one row of a ``source_size`` frame (when there is one). ``(0, 0)`` becomes ``()``."""
+    try:
+        rows = tuple(crop)
+    except TypeError:
+        rows = None
+    if rows == ():
+        return ()
+    if (rows is None or len(rows) != 2 or any(isinstance(r, bool) or not isinstance(r, Integral) for r in rows)
+            or min(rows) < 0):
+        raise ModelError(f"contract crop must be (top, bottom) whole rows >= 0, got: {crop!r}")
+    if rows == (0, 0):
+        return ()
+    if len(source_size) == 2 and rows[0] + rows[1] >= source_size[1]:
+        raise ModelError(f"contract crop {rows[0]},{rows[1]} removes all {source_size[1]} rows of its "
+                         f"{source_size[0]}x{source_size[1]} source frames")
+    return tuple(int(r) for r in rows)
+
+
+def crop_rows(crop: tuple[int, ...], source_size: tuple[int, ...], height: int) -> tuple[int, int]:
+    """``(top, bottom)`` rows to remove from a frame ``height`` rows tall for a contract's ``crop`` and
+    ``source_size`` (see :class:`Contract`): scaled by ``height / source_height`` and rounded half up when
+    ``source_size`` is known, else as given. ``(0, 0)`` for no crop. ModelError (one line) when no row would
+    remain."""
+    if not crop:
+        return (0, 0)
+    top, bottom = int(crop[0]), int(crop[1])
+    if len(source_size) == 2 and source_size[1] != height:
+        src = int(source_size[1])
+        top, bottom = (2 * top * height + src) // (2 * src), (2 * bottom * height + src) // (2 * src)
+    if top + bottom >= height:
+        raise ModelError(f"the model's crop ({top} rows at the top, {bottom} at the bottom) leaves no row of a "
+                         f"frame {height} rows tall")
+    return (top, bottom)
 
 
 def _checked_map(m: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ serving cannot drift. numpy and OpenCV only.
 
 Frames are OpenCV's native layout: ``uint8 HxWx3 BGR`` (or ``HxW`` grey).
 
-Two steps: :func:`to_model_pixels` (resize per the contract's method, colour order; still ``uint8``) and
+Two steps: :func:`to_model_pixels` (the contract's crop, resize per its method, colour order; still ``uint8``) and
 :func:`normalise` (``(pixel - mean) / std`` in float32). The device does not run :func:`normalise` per frame: it
 maps ``uint8`` pixels straight to the model's input dtype through a 256-entry table per channel built *from*
 :func:`normalise` (see :mod:`edgecnn.runtime.adapters`), which gives the same bytes because both steps act on
@@ -19,12 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecnn.contract import RESIZE_METHODS, Contract
+from edgecnn.contract import RESIZE_METHODS, Contract, crop_rows
 from edgecnn.errors import DataError
 from edgecnn.image_headers import MAX_PIXELS, header_ok
 
 _INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC,
-           "area-pyramid": cv2.INTER_AREA}
+           "area-pyramid": cv2.INTER_AREA, "supersample": cv2.INTER_AREA}
 
 # What cv2.imdecode reads in every opencv-python wheel we support (checked with OpenCV 5.0 here; GIF needs
 # OpenCV >= 4.11, older builds report such a file as undecodable). JPEG 2000, OpenEXR and AVIF are left out: they
@@ -89,11 +89,16 @@ def resize(frame: np.ndarray, height: int, width: int, method: str = "area", dst
     halves the frame with exact 2x2 means (OpenCV's fastest INTER_AREA path; an odd last row/column is
     dropped) while it is at least twice the target on both sides, then does one INTER_AREA step: as
     alias-free and several times faster on large frames, though not bit-identical to ``"area"``, which is why
-    it is its own method, recorded in the contract. Enlarging (either side) uses linear interpolation, since
-    area interpolation degenerates to nearest when upsampling.
+    it is its own method, recorded in the contract. ``"supersample"`` is bilinear interpolation to twice the
+    target size, then exact 2x2 means: each output pixel is the mean of 2x2 bilinear samples (16 source pixels).
+    It costs a bilinear resize to 2x the target plus one halving (640x480 -> 64x64: about 0.04 ms against
+    0.5 ms for ``"area"``), filters far better than plain ``"linear"`` though not as fully as ``"area"``, and at
+    a power-of-two factor it is exactly ``"area-pyramid"`` (OpenCV's bilinear at exactly half size is the 2x2
+    mean, bit for bit). Enlarging (either side) uses linear interpolation, since area interpolation
+    degenerates to nearest when upsampling.
 
     ``dst`` (uint8 height x width x C), when given, receives the result (no allocation); ``scratch`` holds the
-    pyramid's intermediate frames. Returns ``frame`` itself when it already has the size.
+    pyramid's (or the supersample's) intermediate frames. Returns ``frame`` itself when it already has the size.
     """
     h, w = frame.shape[:2]
     if (h, w) == (height, width):
@@ -102,6 +107,12 @@ def resize(frame: np.ndarray, height: int, width: int, method: str = "area", dst
         raise ValueError(f"unknown resize method {method!r}; expected one of {RESIZE_METHODS}")
     if not (height <= h and width <= w):
         return cv2.resize(frame, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
+    if method == "supersample":
+        shape = (2 * height, 2 * width, *frame.shape[2:])
+        twice = scratch.get("supersample", shape) if scratch is not None else None
+        if frame.shape[:2] != shape[:2]:
+            frame = cv2.resize(frame, (2 * width, 2 * height), dst=twice, interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(frame, (width, height), dst=dst, interpolation=cv2.INTER_AREA)
     if method == "area-pyramid":
         level = 0
         while h >= 2 * height and w >= 2 * width:
@@ -118,13 +129,26 @@ def resize(frame: np.ndarray, height: int, width: int, method: str = "area", dst
     return cv2.resize(frame, (width, height), dst=dst, interpolation=_INTERP[method])
 
 
+def crop_frame(frame: np.ndarray, crop: tuple[int, ...], source_size: tuple[int, ...] = ()) -> np.ndarray:
+    """``frame`` (H x W [x C], any dtype: an image or a class mask) without the rows a contract's ``crop``
+    removes, scaled to its height ``H`` when ``source_size`` is known (:func:`edgecnn.contract.crop_rows`): a
+    view (a row slice, no copy), ``frame`` itself without a crop. ModelError when no row would remain."""
+    if not crop:
+        return frame
+    top, bottom = crop_rows(crop, source_size, frame.shape[0])
+    return frame[top: frame.shape[0] - bottom]
+
+
 def to_model_pixels(frame: np.ndarray, contract: Contract, scratch: Scratch | None = None) -> np.ndarray:
-    """Resize and reorder channels: ``uint8 HxWx3 BGR`` (or HxW grey, or HxWx4 BGRA) -> ``uint8 h x w x c`` in
-    the contract's colour order.
+    """Crop, resize and reorder channels: ``uint8 HxWx3 BGR`` (or HxW grey, or HxWx4 BGRA) -> ``uint8 h x w x
+    c`` in the contract's colour order. The contract's ``crop`` rows go first (:func:`crop_frame`, a view), then
+    :func:`resize` with its method.
 
     With ``scratch`` the result is written into a buffer reused by the next call (valid until then); without,
-    a fresh array (or, when nothing had to change, ``frame`` itself).
+    a fresh array (or, when nothing had to change, ``frame`` itself or a view of it).
     """
+    if frame.ndim in (2, 3):
+        frame = crop_frame(frame, contract.crop, contract.source_size)
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     elif frame.ndim != 3 or frame.shape[2] not in (3, 4):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from edgecnn.contract import RESIZE_METHODS
 from edgecnn.models.registry import list_models
 from edgecnn.sizes import format_size, parse_size
 from edgecnn.train.cluster import STRATEGIES, DistributeOptions, parse_workers
@@ -18,10 +19,21 @@ from edgecnn.train.config import (
     INPUT_RANGE_CHOICES,
     TrainConfig,
     default_img_size,
+    parse_crop,
 )
 from edgecnn.train.sanity import MIN_PER_CLASS
 from edgecnn.train.tasks import get_task, head_choices, list_tasks
 from edgecnn.train.trainer import train
+
+
+class CropRows(click.ParamType):
+    """``--crop TOP,BOTTOM`` -> ``(top, bottom)`` (:func:`edgecnn.train.config.parse_crop`; a bad value is one
+    OptionError line); the default ``()`` passes through."""
+
+    name = "TOP,BOTTOM"
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, tuple) else parse_crop(value)
 
 
 def _arch_help() -> str:
@@ -56,6 +68,13 @@ def _size_help() -> str:
 @click.option("--head", type=click.Choice(head_choices()), default=DEFAULTS["head"], show_default=True, help="Steering head.")
 @click.option("--components", default=DEFAULTS["components"], show_default=True, help="Mixture components for --head gmm.")
 @click.option("--throttle", is_flag=True, default=DEFAULTS["throttle"], help="Steering models also predict throttle.")
+@click.option("--crop", type=CropRows(), default=DEFAULTS["crop"],
+              help="Rows removed from the top and bottom of every frame before resizing, in rows of the data's "
+                   "frames (a Donkey Car tub: 40,0 drops the sky). Recorded in the model's contract, so the device "
+                   "crops the same (scaled when its camera runs at another height). Default: none.")
+@click.option("--resize", type=click.Choice(RESIZE_METHODS), default=DEFAULTS["resize"], show_default=True,
+              help="How frames are shrunk to the model input (see edgecnn.preprocess.resize); recorded in the "
+                   "contract and used on the device too.")
 @click.option("--unrouted", is_flag=True, default=not DEFAULTS["routed"],
               help="--task navigate: the map shows the roads only (no route channel); the mixture must then show "
                    "every branch at a junction. Default: routed (roads + route).")
@@ -78,7 +97,7 @@ def _size_help() -> str:
 @click.option("--dump-weights", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Write this process's final weights to an .npz (tests).")
 def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augment, input_range, head, components, throttle,
-        unrouted, overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
+        crop, resize, unrouted, overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
     """Train a compact CNN on DATA and write a run folder.
 
     DATA is an image folder (one sub-folder per class) for classification, or a steering data set (Donkey Car
@@ -97,7 +116,8 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
     config = TrainConfig(
         data=data, out=out, arch=arch, task=task, img_size=parse_size(img_size) if img_size else None, epochs=epochs,
         batch=batch, seed=seed, lr=lr, patience=patience, augment=augment, input_range=input_range, head=head,
-        components=components, throttle=throttle, cache_dir=cache_dir, routed=not unrouted,
+        components=components, throttle=throttle, cache_dir=cache_dir, routed=not unrouted, crop=crop,
+        resize=resize,
     )
     try:
         result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist, force=force)

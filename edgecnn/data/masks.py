@@ -22,9 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecnn.contract import Contract
 from edgecnn.errors import DataError
 from edgecnn.labels import read_labels
-from edgecnn.preprocess import IMAGE_EXTENSIONS, load_image
+from edgecnn.preprocess import IMAGE_EXTENSIONS, crop_frame, load_image
 
 BACKGROUND = "background"
 IGNORE = 255  # mask value of pixels that are neither scored nor trained on
@@ -143,6 +144,14 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     if mask.shape[:2] == (height, width):
         return mask
     return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def mask_for_model(mask: np.ndarray, contract: Contract) -> np.ndarray:
+    """``mask`` (uint8 H x W class indexes, the size of its image) as the model sees its image: the contract's
+    ``crop`` rows removed (:func:`edgecnn.preprocess.crop_frame`, as :func:`edgecnn.preprocess.to_model_pixels`
+    does to the image), then :func:`resize_mask` to the input size: ``uint8 h x w``."""
+    mask = crop_frame(mask, contract.crop, contract.source_size)
+    return resize_mask(mask, contract.input_height, contract.input_width)
 
 
 def _reason(msg: str) -> str:

@@ -21,7 +21,9 @@ class ModelCard:
     Attributes:
         architecture, task: from the run's contract.
         precision: read back from the exported model (never from its name).
-        input: ``{"height", "width", "channels", "color_order", "mean", "std", "dtype", "scale", "zero_point"}``.
+        input: ``{"height", "width", "channels", "color_order", "mean", "std", "resize", "crop", "source_size",
+            "dtype", "scale", "zero_point"}`` (``crop``: ``[top, bottom]`` rows removed before resizing, in rows of
+            ``source_size`` frames when it is known; ``[]`` for none; see :class:`edgecnn.contract.Contract`).
         labels: class names (classify).
         files: ``{name: {"bytes", "sha256"}}`` for every file of the bundle except the card itself.
         sizes: ``{precision: bytes}`` of each exported .tflite (and the float reference ``fp32_reference``).

@@ -2,9 +2,10 @@
 
 A calibration set is a folder ``calibration/NAME/`` holding
 
-* ``images.npy``: ``uint8 N x h x w x 3`` BGR frames, already resized to the model's input size with the
-  contract's resize method (so :func:`edgecnn.preprocess.prepare` only reorders channels and normalises them,
-  exactly as it does for a training image of that size);
+* ``images.npy``: ``uint8 N x h x w x 3`` BGR frames, already cropped (the contract's ``crop``, manifest
+  ``crop``) and resized to the model's input size with the contract's resize method (so
+  :func:`edgecnn.preprocess.prepare`, given the contract without its crop, only reorders channels and normalises
+  them, exactly as it does for a training image of that size);
 * ``targets.npy``: ``int64 N`` class indexes, or ``float32 N`` steering values in [-1, 1];
 * ``maps.npy`` (navigation runs only, the model's second input): ``uint8 N x S x S x C`` map rasters (0 or 255)
   with the channels the model reads (``roads`` [, ``route``]), in the contract's order; the model input is
@@ -37,7 +38,7 @@ from edgecnn.atomic import staged_dir
 from edgecnn.data.imagefolder import scan, split
 from edgecnn.data.masks import load_mask, mask_path_for, pixel_counts, resize_mask
 from edgecnn.errors import DataError
-from edgecnn.preprocess import decode_image, prepare_batch
+from edgecnn.preprocess import crop_frame, decode_image, prepare_batch
 from edgecnn.preprocess import resize as resize_frame
 from edgecnn.runtime.evaluate import (
     IMAGE_INPUT,
@@ -71,6 +72,8 @@ class CalibrationSource:
         data_root: the image data set's folder; item paths are stored relative to it in the manifest.
         maps: navigation runs: image path -> its map raster PNG; empty otherwise.
         map_channels: the map channels the model reads, in order (``("roads", "route")``); empty without maps.
+        crop, source_size: the run contract's ``crop`` and ``source_size``: frames lose those rows
+            (:func:`edgecnn.preprocess.crop_frame`) before they are resized, as in training; ``()`` for none.
     """
 
     kind: str
@@ -84,6 +87,8 @@ class CalibrationSource:
     data_root: str = ""
     maps: dict[str, str] = field(default_factory=dict)
     map_channels: tuple[str, ...] = ()
+    crop: tuple[int, ...] = ()
+    source_size: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,8 @@ def source_from_run(run_dir: str | Path) -> CalibrationSource:
     if channels and len(maps) != len(items):
         raise DataError(f"{run.root}: split.json has no map raster for some training frames; re-run edgecnn train")
     return CalibrationSource("run", str(Path(run.root).resolve()), run.task, tuple((i.path, i.target) for i in items),
-                             tuple(c.labels), c.input_height, c.input_width, c.resize, run.data, maps, channels)
+                             tuple(c.labels), c.input_height, c.input_width, c.resize, run.data, maps, channels,
+                             c.crop, c.source_size)
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -260,13 +266,14 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _load_frame(path: str, h: int, w: int, resize: str) -> tuple[np.ndarray, bytes]:
-    """``(uint8 h x w x 3 BGR frame, source file bytes)``."""
+def _load_frame(path: str, h: int, w: int, resize: str, crop: tuple[int, ...] = (),
+                source_size: tuple[int, ...] = ()) -> tuple[np.ndarray, bytes]:
+    """``(uint8 h x w x 3 BGR frame, source file bytes)``: the file's frame without the ``crop`` rows, resized."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc}); was the data folder moved?") from exc
-    return resize_frame(decode_image(data, path), h, w, resize), data
+    return resize_frame(crop_frame(decode_image(data, path), crop, source_size), h, w, resize), data
 
 
 def build(
@@ -282,7 +289,7 @@ def build(
     h, w = source.input_height, source.input_width
     frames, entries = [], []
     for i, (path, target) in enumerate(picked):
-        frame, raw = _load_frame(path, h, w, source.resize)
+        frame, raw = _load_frame(path, h, w, source.resize, source.crop, source.source_size)
         frames.append(frame)
         entries.append({"source": _relative(path, source.data_root), "target": target, "sha256": _sha256(raw), "pixels_sha256": _sha256(frame.tobytes())})
         if progress:
@@ -308,6 +315,7 @@ def build(
         "channels": 3,
         "stored_color_order": "BGR",
         "resize": source.resize,
+        "crop": list(source.crop),
         "labels": list(source.labels),
         "count": len(picked),
         "seed": seed,
@@ -373,6 +381,7 @@ def _coverage(source: CalibrationSource, images: np.ndarray, targets: np.ndarray
 
         def pixels(path: str) -> np.ndarray:
             mask = load_mask(mask_path_for(path), len(names))
+            mask = crop_frame(mask, source.crop, source.source_size)
             return pixel_counts(resize_mask(mask, source.input_height, source.input_width), len(names))
 
         picked_px = np.sum([pixels(p) for p in paths], axis=0) if paths else np.zeros(len(names))
@@ -393,8 +402,8 @@ def _coverage(source: CalibrationSource, images: np.ndarray, targets: np.ndarray
         tper = {_bin_name(b): tcnt.get(b, 0) for b in range(STEER_BINS)}
     rng = np.random.default_rng(seed + 1)
     idx = rng.choice(len(source.items), size=min(train_sample, len(source.items)), replace=False)
-    train = np.stack([_load_frame(source.items[i][0], source.input_height, source.input_width, source.resize)[0]
-                      for i in sorted(idx)]).astype(np.float64)
+    train = np.stack([_load_frame(source.items[i][0], source.input_height, source.input_width, source.resize,
+                                  source.crop, source.source_size)[0] for i in sorted(idx)]).astype(np.float64)
     mean, std = images.reshape(-1, 3).mean(0), images.reshape(-1, 3).std(0)
     tmean, tstd = train.reshape(-1, 3).mean(0), train.reshape(-1, 3).std(0)
     warnings = []
@@ -485,6 +494,10 @@ def check_compatible(calib: CalibrationSet, contract: Any) -> None:
         raise DataError(f"calibration set {name} has " + (f"maps of {got[0]}x{got[1]}x{got[2]}" if got else "no maps")
                         + " but the model takes " + (f"a {want[0]}x{want[1]}x{want[2]} map" if want else "no map")
                         + "; make a set for this model with edgecnn calibrate RUN --out ...")
+    crop = list(getattr(contract, "crop", ()))
+    if list(calib.manifest.get("crop", [])) != crop:  # a set written before crop existed has none
+        raise DataError(f"calibration set {name} was cropped {calib.manifest.get('crop', [])} but the model crops "
+                        f"{crop}; make a set for this model with edgecnn calibrate RUN --out ...")
     if contract.task in ("classify", "segment") and list(calib.manifest.get("labels", [])) != list(contract.labels):
         raise DataError(f"calibration set {name} has labels {calib.manifest.get('labels')} but the model has "
                         f"{list(contract.labels)}; make a set from this model's run")
@@ -494,7 +507,7 @@ def model_inputs(calib: CalibrationSet, contract: Any, limit: int | None = None)
     """Model inputs: ``float32 N x h x w x c``, the stored frames through :func:`edgecnn.preprocess.prepare`; for
     a navigation set ``{"image": those, "map": float32 N x S x S x C}`` (stored rasters / 255)."""
     frames: Sequence[np.ndarray] = list(calib.frames[:limit] if limit else calib.frames)
-    images = prepare_batch(list(frames), contract)
+    images = prepare_batch(list(frames), contract.replace(crop=()))  # the stored frames are already cropped
     if calib.maps is None:
         return images
     maps = calib.maps[:limit] if limit else calib.maps

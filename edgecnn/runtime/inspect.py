@@ -115,7 +115,8 @@ class ModelReport:
             shown = ", ".join(labels[:8]) + (f", ... ({len(labels)})" if len(labels) > 8 else "")
             lines.append(f"  contract: {c.get('task')} {format_size(c.get('input_width'), c.get('input_height'))}"
                          f" ({c.get('channels')} channels) {c.get('color_order')} mean {c.get('mean')} std {c.get('std')}"
-                         f" resize {c.get('resize')} head {c.get('head')}" + (f" labels: {shown}" if labels else ""))
+                         f" resize {c.get('resize')}{_crop_text(c)} head {c.get('head')}"
+                         + (f" labels: {shown}" if labels else ""))
             if nav:
                 lines.extend("  " + line for line in describe_map(c["map"]))
         else:
@@ -126,6 +127,16 @@ class ModelReport:
         if self.extra.get("delegation"):
             lines.append("  " + DelegateReport.from_dict(self.extra["delegation"]).format().replace("\n", "\n  "))
         return "\n".join(lines)
+
+
+def _crop_text(c: dict[str, Any]) -> str:
+    """`` crop 40,0 rows of 160x120 frames`` for a contract dict with a crop (rows of its ``source_size`` frames
+    when it has one), else ``""``."""
+    crop, source = c.get("crop") or [], c.get("source_size") or []
+    if len(crop) != 2:
+        return ""
+    of = f" of {format_size(source[0], source[1])} frames" if len(source) == 2 else ""
+    return f" crop {crop[0]},{crop[1]} rows{of}"
 
 
 def _input_role(name: str) -> str:

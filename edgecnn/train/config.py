@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.contract import COLOR_ORDERS, INPUT_RANGES
+from edgecnn.contract import COLOR_ORDERS, INPUT_RANGES, RESIZE_METHODS
 from edgecnn.errors import OptionError
 from edgecnn.models.registry import get_spec
 from edgecnn.train.tasks import get_task, head_choices
@@ -42,6 +42,10 @@ class TrainConfig:
         routed: ``navigate`` only: the map has the route channel (default); False (``--unrouted``) = roads only.
         cache_dir: cache preprocessed images on disk under this folder (data sets larger than memory); it does
             not change the model, so a run may resume with another one.
+        crop: ``(top, bottom)`` rows removed from every frame before resizing (``--crop 40,0``: a Donkey Car
+            tub's sky), in rows of the data's frames; recorded in the contract (``Contract.crop``). ``()``: none.
+        resize: how frames are shrunk to the input size, one of :data:`edgecnn.contract.RESIZE_METHODS`;
+            recorded in the contract.
     """
 
     data: str
@@ -64,10 +68,13 @@ class TrainConfig:
     throttle: bool = False
     cache_dir: str | None = None
     routed: bool = True
+    crop: tuple[int, ...] = ()
+    resize: str = "area"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["img_size"] = list(self.img_size) if self.img_size else None
+        d["crop"] = list(self.crop)
         d["data"] = str(Path(self.data).resolve())
         d["out"] = str(Path(self.out).resolve())
         d["cache_dir"] = str(Path(self.cache_dir).resolve()) if self.cache_dir else None
@@ -76,6 +83,17 @@ class TrainConfig:
 
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                             if f.default is not dataclasses.MISSING}
+
+
+def parse_crop(text: str | None) -> tuple[int, ...]:
+    """``"TOP,BOTTOM"`` (``"40,0"``) -> ``(40, 0)``; None or ``""`` -> ``()``. OptionError (one line) for anything
+    but two whole numbers >= 0."""
+    if not text:
+        return ()
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise OptionError(f"--crop expects TOP,BOTTOM rows, e.g. 40,0; got: {text!r}")
+    return (int(parts[0]), int(parts[1]))
 
 
 def default_arch(task: str) -> str:
@@ -119,5 +137,11 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         raise OptionError(f"--input-range must be one of {', '.join(INPUT_RANGE_CHOICES)}, got: {config.input_range!r}")
     if config.color_order not in COLOR_ORDERS:
         raise OptionError(f"colour order must be one of {', '.join(COLOR_ORDERS)}, got: {config.color_order!r}")
+    if config.resize not in RESIZE_METHODS:
+        raise OptionError(f"--resize must be one of {', '.join(RESIZE_METHODS)}, got: {config.resize!r}")
+    crop = tuple(config.crop)
+    if crop and (len(crop) != 2 or any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in crop)):
+        raise OptionError(f"--crop expects TOP,BOTTOM rows >= 0, e.g. 40,0; got: {config.crop!r}")
     size = tuple(config.img_size) if config.img_size else default_img_size(arch)
-    return dataclasses.replace(config, arch=arch, img_size=(int(size[0]), int(size[1])))
+    return dataclasses.replace(config, arch=arch, img_size=(int(size[0]), int(size[1])),
+                               crop=() if crop == (0, 0) else crop)

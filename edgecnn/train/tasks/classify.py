@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +10,8 @@ import numpy as np
 
 from edgecnn.contract import Contract
 from edgecnn.data import imagefolder
-from edgecnn.errors import DataError
-from edgecnn.image_headers import common_image_size
+from edgecnn.errors import DataError, OptionError
+from edgecnn.image_headers import common_image_size, file_image_size
 from edgecnn.metrics import classification_metrics
 from edgecnn.train.datakind import refuse_steering_data
 from edgecnn.train.pipeline_data import classification_augment
@@ -52,16 +52,37 @@ class ClassifyData(FolderSplit):
 
 def image_contract(task: str, config, paths: Iterable[str], h: int, w: int, mean, std, **fields: Any) -> Contract:
     """The contract of an image task (``classify``, ``steer``, ``segment``): input ``h x w`` x 3 in
-    ``config.color_order``, normalisation ``mean``/``std`` (per channel, pixel units), resize ``"area"``,
-    ``config.arch``, and ``source_size`` (width, height) when every frame in ``paths`` (the whole data set)
-    has that one size, read from the image headers (:func:`edgecnn.image_headers.common_image_size`; the
-    device opens its camera at it); ``()`` when the sizes differ or a header does not say. ``fields``: the
-    task's own (labels, head, ...)."""
+    ``config.color_order``, normalisation ``mean``/``std`` (per channel, pixel units), ``config.resize``,
+    ``config.crop`` (checked against the data by :func:`check_crop`), ``config.arch``, and ``source_size``
+    (width, height) when every frame in ``paths`` (the whole data set) has that one size, read from the image
+    headers (:func:`edgecnn.image_headers.common_image_size`; the device opens its camera at it); ``()`` when
+    the sizes differ or a header does not say. ``fields``: the task's own (labels, head, ...)."""
+    paths = list(paths)
     size = common_image_size(paths)
+    crop, resize = tuple(getattr(config, "crop", ())), getattr(config, "resize", "area")  # a TrainConfig has both
+    check_crop(crop, paths, size)
     return Contract(
         task=task, input_height=h, input_width=w, channels=3, color_order=config.color_order,
-        mean=tuple(mean), std=tuple(std), resize="area", arch=config.arch, source_size=size or (), **fields,
+        mean=tuple(mean), std=tuple(std), resize=resize, arch=config.arch, source_size=size or (), crop=crop,
+        **fields,
     )
+
+
+def check_crop(crop: tuple[int, ...], paths: Sequence[str], size: tuple[int, int] | None = None) -> None:
+    """OptionError (one line) when ``--crop`` ``(top, bottom)`` leaves no row of the data's frames: of the one
+    frame ``size`` (width, height) when the data has it, else of the shortest frame among ``paths`` whose header
+    gives its size (:func:`edgecnn.image_headers.file_image_size`)."""
+    if not crop:
+        return
+    if size:
+        height, what = size[1], f"the data's {size[0]}x{size[1]} frames"
+    else:
+        heights = [s[1] for s in map(file_image_size, paths) if s]
+        if not heights:
+            return
+        height, what = min(heights), "the data's shortest frames"
+    if crop[0] + crop[1] >= height:
+        raise OptionError(f"--crop {crop[0]},{crop[1]} removes all {height} rows of {what}; crop fewer rows")
 
 
 def all_paths(splits: dict[str, list[Any]], attr: str = "path") -> Iterator[str]:

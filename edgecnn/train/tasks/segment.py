@@ -2,11 +2,11 @@
 
 Targets are mask files (``uint8`` class indexes, 255 = ignore), so this task builds its own ``tf.data`` pipeline
 (the pairs are decoded into memory once, in threads: segmentation sets here are small): each image goes through the one preprocessing (:func:`edgecnn.preprocess.prepare`, as on the device), its mask
-through :func:`edgecnn.data.masks.resize_mask` (nearest-neighbour, never blended). Augmentation applies the same
-geometry to both (a mirror flip and a shift by reflection padding and a random crop of the stacked image and
-mask, so every image pixel keeps its label), then brightness/contrast to the image alone. Loss: per-pixel
-sparse cross-entropy with the ignore index honoured. Metrics (metrics.json): mean IoU, IoU and Dice per class,
-pixel accuracy, confusion matrix (:func:`edgecnn.metrics.segmentation_metrics`).
+through :func:`edgecnn.data.masks.mask_for_model` (the contract's crop, as for the image, then nearest-neighbour,
+never blended). Augmentation applies the same geometry to both (a mirror flip and a shift by reflection padding
+and a random crop of the stacked image and mask, so every image pixel keeps its label), then brightness/contrast
+to the image alone. Loss: per-pixel sparse cross-entropy with the ignore index honoured. Metrics (metrics.json):
+mean IoU, IoU and Dice per class, pixel accuracy, confusion matrix (:func:`edgecnn.metrics.segmentation_metrics`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def load_pair(image: str, mask: str, contract: Contract) -> tuple[np.ndarray, np
     """``(float32 h x w x c model input, int32 h x w class indexes)`` of one pair at the contract's input size."""
     img = load_image(image)
     m = maskdata.load_mask(mask, len(contract.labels), img.shape[:2])
-    return prepare(img, contract), maskdata.resize_mask(m, contract.input_height, contract.input_width).astype(np.int32)
+    return prepare(img, contract), maskdata.mask_for_model(m, contract).astype(np.int32)
 
 
 def segment_augment(seed: int = 0):
