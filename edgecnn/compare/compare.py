@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgecnn.compare import measure
 from edgecnn.compare.testdata import calibration_overlap, select_test_data
 from edgecnn.compare.variants import PRECISIONS, Variant, build_variants, precision_of
@@ -26,7 +24,7 @@ from edgecnn.train.run import load_run
 Progress = Callable[[str, int, int, str], None]
 
 # The metric a report ranks variants by (the plot's y axis), per task.
-PRIMARY_METRIC = {"classify": "top1", "steer": "mae", "segment": "miou"}
+PRIMARY_METRIC = {"classify": "top1", "steer": "mae", "segment": "miou", "navigate": "mae"}
 
 
 @dataclass(frozen=True)
@@ -114,8 +112,7 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
     ref = measure.keras_outputs(run.model_path, test.inputs)
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgecnn-compare-") as tmp:
-        input_file = Path(tmp) / "input.npy"
-        np.save(input_file, test.inputs[0])
+        input_files = measure.save_first_input(test.inputs, Path(tmp))  # every variant is timed on these
         for i, v in enumerate(variants):
             if progress:
                 progress("measuring", i, len(variants), v.name)
@@ -123,16 +120,16 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
                 log(f"measuring {v.name}")
             if v.origin == "reference":
                 raw = ref
-                lat = measure.keras_latency(v.path, input_file, runs=max(20, runs // 4), warmup=warmup)
+                lat = measure.keras_latency(v.path, input_files, runs=max(20, runs // 4), warmup=warmup)
             else:
                 raw = measure.tflite_outputs(v.path, test.inputs, contract, threads)
-                lat = measure.tflite_latency(v.path, input_file, threads, runs, warmup)
+                lat = measure.tflite_latency(v.path, input_files, threads, runs, warmup)
             loop = None
             if closed_loop and contract.task == "steer" and v.origin != "reference":
                 loop = _closed_loop(v.path, closed_loop, threads)
             rows.append(Row(
                 variant=v.name, precision=v.precision, origin=v.origin, path=str(v.path),
-                size_bytes=v.path.stat().st_size, metrics=measure.task_metrics(raw, test.targets, contract),
+                size_bytes=v.path.stat().st_size, metrics=measure.task_metrics(raw, test.targets, contract, test.samples),
                 agreement=measure.agreement(ref, raw, test.targets, contract),
                 latency_ms={k: lat[k] for k in ("p50", "p90", "p99", "mean")}, throughput=lat["throughput"],
                 peak_memory_mb=lat["peak_memory_mb"], closed_loop=loop,

@@ -1,5 +1,7 @@
 """Child process: time a Keras model on one frame (``python -m edgecnn.compare.keras_bench MODEL INPUT RUNS WARMUP``).
 
+INPUT: a float32 .npy of one frame's input, or for a two-input (navigate) model ``image=FILE,map=FILE``.
+
 Prints one JSON line: p50/p90/p99/mean in milliseconds, throughput and peak resident memory (MiB). Kept in its
 own process so that TensorFlow's threads and memory do not disturb the TFLite rows.
 """
@@ -23,7 +25,11 @@ def main(argv: list[str]) -> None:
     tf = import_tensorflow()
 
     model = load_keras_model(model_path)
-    x = tf.constant(np.load(input_file)[None].astype(np.float32))
+    if "=" in input_file:  # named inputs: image=FILE,map=FILE
+        pairs = (item.split("=", 1) for item in input_file.split(","))
+        x = {name: tf.constant(np.load(f)[None].astype(np.float32)) for name, f in pairs}
+    else:
+        x = tf.constant(np.load(input_file)[None].astype(np.float32))
     for _ in range(warmup + 1):
         model(x, training=False)
     times = []

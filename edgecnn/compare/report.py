@@ -18,8 +18,20 @@ def _metric_cols(report: CompareReport) -> list[tuple[str, str, str]]:
         return [("top1 %", "top1", "pct"), ("top5 %", "top5", "pct")]
     if report.task == "segment":
         return [("mIoU %", "miou", "pct"), ("pixel acc %", "pixel_accuracy", "pct")]
+    if report.task == "navigate":  # coverage: share of frames inside the mixture's k-sigma region (ideal 68/95/99.7)
+        return [("MAE", "mae", "f3"), ("NLL", "nll", "f3"), ("cov1 %", "coverage.1", "pct"),
+                ("cov2 %", "coverage.2", "pct"), ("cov3 %", "coverage.3", "pct"),
+                ("route mode %", "junctions.route_mode_share", "pct")]
     return [("MAE", "mae", "f3"), ("RMSE", "rmse", "f3"), ("p95", "p95_abs_error", "f3"),
             ("sign %", "sign_agreement", "pct")]
+
+
+def _metric(metrics: dict[str, Any], key: str) -> Any:
+    """``metrics[key]``, where a dotted key reads into nested dicts (``coverage.1``); None when absent."""
+    value: Any = metrics
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -44,7 +56,7 @@ def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in report.rows:
         cells = [r.variant, r.precision, f"{r.size_bytes / 1024:.1f}"]
-        cells += [_fmt(r.metrics.get(k), f) for _, k, f in _metric_cols(report)]
+        cells += [_fmt(_metric(r.metrics, k), f) for _, k, f in _metric_cols(report)]
         if report.task == "segment":  # agreement: pixels whose class equals the float model's
             cells += [_fmt(r.agreement.get("pixel_agreement"), "pct"), f"{r.agreement['max_abs_diff']:.2g}"]
         elif report.task == "classify":

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgecnn.atomic import check_folder_dest, staged_dir
 from edgecnn.contract import Contract
-from edgecnn.data.masks import load_mask, mask_path_for, resize_mask
+from edgecnn.data.masks import load_mask, mask_for_model, mask_path_for
 from edgecnn.errors import DataError, EdgecnnError, ModelError
 from edgecnn.export import model_card as mc
 from edgecnn.export.c_array import parse_c_array, to_c_array
@@ -225,9 +225,8 @@ class ExportResult:
 
 def load_target_mask(image_path: str, contract: Contract) -> np.ndarray:
     """The class mask of a segmentation test image (``masks/<stem>.png`` beside its ``images/`` folder) at the
-    model's input size, ``uint8 h x w`` (nearest-neighbour; 255 = ignore)."""
-    mask = load_mask(mask_path_for(image_path), len(contract.labels))
-    return resize_mask(mask, contract.input_height, contract.input_width)
+    model's input size, ``uint8 h x w`` (the contract's crop, then nearest-neighbour; 255 = ignore)."""
+    return mask_for_model(load_mask(mask_path_for(image_path), len(contract.labels)), contract)
 
 
 def load_test_split(prep: Prepared, log: Log) -> EvalSplit:
@@ -383,6 +382,7 @@ def model_card(prep: Prepared, conv: Converted, scores: Scores, parity: Parity, 
     image = by_name.get(IMAGE_INPUT, int8.inputs[0])
     card_input = {"height": c.input_height, "width": c.input_width, "channels": c.channels,
                   "color_order": c.color_order, "mean": list(c.mean), "std": list(c.std), "resize": c.resize,
+                  "crop": list(c.crop), "source_size": list(c.source_size),
                   "dtype": image.dtype, "scale": image.scale, "zero_point": image.zero_point}
     nav = getattr(c, "map", None) or {}
     if nav and MAP_INPUT in by_name:  # the second input of a navigation model, described as the contract does

@@ -14,9 +14,6 @@ lighting, surfaces and the camera. Loss: the mixture's negative log-likelihood (
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -26,21 +23,27 @@ from typing import Any
 import numpy as np
 
 from edgecnn.contract import Contract, map_entry
+from edgecnn.data.navigation import (  # re-exported: the reader and metrics live in the data layer (compare uses them)
+    MISSING_MAP,
+    ROUTED_CHANNELS,
+    UNROUTED_CHANNELS,
+    NavSample,
+    map_spec_for,
+    navigation_metrics,
+    pose_noise_for,
+    read_navigation,
+)
 from edgecnn.data.steering import time_block_split
-from edgecnn.data.steering_samples import BAD_ANGLE, BAD_ROW, MISSING_IMAGE, check_unit
 from edgecnn.errors import DataError
-from edgecnn.metrics import steering_metrics
-from edgecnn.mixture import IDEAL_COVERAGE, coverage, junction_metrics, nll
-from edgecnn.navmap import MapSpec, PoseNoise
-from edgecnn.outputs import decode_steering
+from edgecnn.mixture import nll
 from edgecnn.train.pipeline_data import make_nav_dataset
 from edgecnn.train.sanity import DataCheck, baseline_warning, check_steering
 from edgecnn.train.tasks.base import Task, register_task
+from edgecnn.train.tasks.classify import check_crop
 from edgecnn.train.tasks.steer import TIME_BLOCK
 
-ROUTED_CHANNELS = ("roads", "route")
-UNROUTED_CHANNELS = ("roads",)
-MISSING_MAP = "missing map raster"
+__all__ = ["MISSING_MAP", "ROUTED_CHANNELS", "UNROUTED_CHANNELS", "NavData", "NavSample", "NavigateTask",
+           "fit_sigma_scale", "map_spec_for", "navigation_metrics", "pose_noise_for", "read_navigation"]
 NETWORKS_FORMAT = "edgecnn-networks-1"
 # Dropout after navnet's first two dense layers: off. Measured on `data roads --networks` (8000 frames, 6400 for
 # training): without it the validation NLL is best at epoch 8 (-0.43; train -1.24 by epoch 14, overfitting);
@@ -51,36 +54,6 @@ DROPOUT = 0.0
 # NavigateTask.calibrate): exp(-0.7) .. exp(0.7), i.e. 0.5x .. 2x, in 57 steps.
 SIGMA_SCALES = tuple(float(v) for v in np.exp(np.linspace(-0.7, 0.7, 57)))
 LOG_SIGMAS_LAYER = "gmm_log_sigmas"  # the gmm head's Rescaling layer that emits the log-sigmas
-
-
-@dataclass(frozen=True)
-class NavSample:
-    """One frame of a navigation data set.
-
-    Attributes:
-        path: absolute camera image path. map_path: absolute map PNG path.
-        steering: the ideal driver's steering in [-1, 1], positive = right.
-        junction: ``""`` on plain road, else the junction kind (``"T"``, ``"cross"``, ``"fork"``) when the frame
-            is in a junction zone. branch: the route's branch there (``"left"``, ``"straight"``, ``"right"``).
-        network, route: ids of the network and route the frame was driven on.
-        options: the branches the junction offers (``"left|right"``; ``""`` on plain road).
-        to_turn: metres of arc left to the junction's turn-in point (negative past it; None on plain road or in
-            data written before the column existed).
-    """
-
-    path: str
-    steering: float
-    map_path: str
-    junction: str = ""
-    branch: str = ""
-    network: str = ""
-    route: str = ""
-    options: str = ""
-    to_turn: float | None = None
-
-    def entry(self) -> list[Any]:
-        """The split.json row: ``[image, steering, map, junction, branch, options, to_turn]``."""
-        return [self.path, self.steering, self.map_path, self.junction, self.branch, self.options, self.to_turn]
 
 
 @dataclass(frozen=True)
@@ -105,83 +78,6 @@ class NavData:
 
     def split_rows(self) -> dict[str, list[list[Any]]]:
         return {k: [s.entry() for s in v] for k, v in self.splits.items()}
-
-
-def read_navigation(root: str | Path) -> tuple[tuple[NavSample, ...], dict[str, Any], dict[str, Any], dict[str, int]]:
-    """Read ``root/labels.csv`` and ``root/roads.json`` -> (samples in file order, map_spec dict, pose_noise dict,
-    skipped-row counts). Rows are skipped exactly where the plain steering reader skips them (bad angle, missing
-    image), plus rows whose map raster is missing. DataError (one line) for a folder that is not this layout."""
-    root = Path(root).expanduser()
-    labels, meta = root / "labels.csv", root / "roads.json"
-    if not labels.is_file():
-        raise DataError(f"{root}: no labels.csv; make navigation data with `edgecnn data roads OUT --networks`")
-    try:
-        info = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{meta} is not valid JSON ({exc}); regenerate the data") from exc
-    try:
-        with open(labels, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{labels}: cannot read as CSV ({exc})") from exc
-    if not rows or "map" not in rows[0] or "image" not in rows[0] or "steering" not in rows[0]:
-        raise DataError(f"{labels} has no map column: not `edgecnn data roads --networks` output (train it with "
-                        "--task steer, or regenerate with --networks)")
-    if not info.get("map_spec"):
-        raise DataError(f"{meta}: no map_spec; regenerate the data with `edgecnn data roads OUT --networks`")
-    base = labels.parent.resolve()
-    faults: Counter[str] = Counter()
-    samples = []
-    for r in rows:
-        if r.get("image") is None or r.get("steering") is None:
-            faults[BAD_ROW] += 1
-            continue
-        steering = check_unit(r["steering"])
-        if steering is None:
-            faults[BAD_ANGLE] += 1
-            continue
-        img = base / r["image"].strip()
-        if not r["image"].strip() or not img.is_file() or img.stat().st_size == 0:
-            faults[MISSING_IMAGE] += 1
-            continue
-        grid = base / (r.get("map") or "").strip()
-        if not (r.get("map") or "").strip() or not grid.is_file():
-            faults[MISSING_MAP] += 1
-            continue
-        samples.append(NavSample(str(img.resolve()), steering, str(grid.resolve()), (r.get("junction") or "").strip(),
-                                 (r.get("branch") or "").strip(), (r.get("network") or "").strip(),
-                                 (r.get("route") or "").strip(), (r.get("options") or "").strip(),
-                                 _metres(r.get("to_turn"))))
-    if not samples:
-        raise DataError(f"{labels}: no usable frames ({', '.join(f'{n} {k}' for k, n in faults.items())})")
-    return tuple(samples), dict(info["map_spec"]), dict(info.get("pose_noise") or {}), dict(faults)
-
-
-def _metres(text: str | None) -> float | None:
-    """A ``to_turn`` cell as metres, None when blank or not a finite number."""
-    try:
-        value = float(text) if text not in (None, "") else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
-def map_spec_for(spec: dict[str, Any], routed: bool) -> MapSpec:
-    """The data's map spec (``roads.json``) with the channels this model reads; DataError when malformed."""
-    try:
-        full = MapSpec.from_dict(spec)
-        chosen = ROUTED_CHANNELS if routed else UNROUTED_CHANNELS
-        return dataclasses.replace(full, channels=chosen)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"roads.json: map_spec is not valid ({exc}); regenerate the data") from exc
-
-
-def pose_noise_for(noise: dict[str, Any]) -> PoseNoise | None:
-    """The data's pose noise (``roads.json``), None when it does not say; DataError when malformed."""
-    try:
-        return PoseNoise.from_dict(noise) if noise else None
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"roads.json: pose_noise is not valid ({exc}); regenerate the data") from exc
 
 
 @register_task
@@ -217,10 +113,12 @@ class NavigateTask(Task):
 
     def make_contract(self, config, data: NavData, h: int, w: int, mean, std) -> Contract:
         nav = map_entry(map_spec_for(data.map_spec, config.routed), pose_noise_for(data.pose_noise))
+        crop = tuple(getattr(config, "crop", ()))
+        check_crop(crop, [s.path for s in data.samples])
         return Contract(
             task="navigate", input_height=h, input_width=w, channels=3, color_order=config.color_order,
-            mean=tuple(mean), std=tuple(std), resize="area", head="gmm", components=config.components,
-            arch=config.arch, map=nav,
+            mean=tuple(mean), std=tuple(std), resize=getattr(config, "resize", "area"), head="gmm",
+            components=config.components, arch=config.arch, map=nav, crop=crop,
         )
 
     def channels(self, config) -> tuple[str, ...]:
@@ -291,18 +189,3 @@ def fit_sigma_scale(raw: np.ndarray, targets: np.ndarray,
     best, factor = min(scored)
     return factor, mean_nll(1.0), best
 
-
-def navigation_metrics(raw: np.ndarray, samples, contract: Contract, baseline: float | None = None) -> dict[str, Any]:
-    """metrics.json figures of a navigation (or any gmm steering) model from its raw outputs ``float (N, 3K)`` on
-    ``samples`` (objects with ``steering``, ``junction``, ``branch``), in order."""
-    target = np.array([s.steering for s in samples], np.float64)
-    decoded = decode_steering(raw, contract)
-    metrics = steering_metrics(decoded.steering, target, decoded.std, baseline=baseline)
-    metrics["nll"] = float(np.mean([nll(r, t) for r, t in zip(raw, target)]))
-    metrics["coverage"] = coverage(raw, target)
-    metrics["coverage_ideal"] = {k: round(v, 4) for k, v in IDEAL_COVERAGE.items()}
-    routed = bool((getattr(contract, "map", None) or {}).get("routed", False))
-    metrics["junctions"] = junction_metrics(raw, target, [s.junction for s in samples], [s.branch for s in samples],
-                                            routed=routed, options=[s.options for s in samples],
-                                            to_turn=[s.to_turn for s in samples])
-    return metrics
