@@ -175,7 +175,11 @@ def test_ctrl_c_prints_how_to_resume(tiny_shapes, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "edgecnn", "train", str(tiny_shapes), "--out", str(out), "--img-size", "16",
            "--epochs", "50", "--batch", "8", "--patience", "100"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # as a command run from a terminal: a job started in the background by a non-interactive shell (make test
+    # from a script with `&`) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so
+    # the child would train on (the three loaded runs of issue 16 failed here for that reason alone)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and not (out / "history.json").is_file():
         time.sleep(0.05)
