@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="edgecnn-loop-"))
     shapes_pyr = with_resize(shapes, "area-pyramid", tmp / "shapes_area_pyramid.tflite")
     shapes_lin = with_resize(shapes, "linear", tmp / "shapes_linear.tflite")
+    shapes_ss = with_resize(shapes, "supersample", tmp / "shapes_supersample.tflite")
 
     # (label, loop, source label, source, {precision: model})
     cases = [
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         ("shapes_compact (shipped)", "classify", "tub 160x120", tub, {"int8": shapes}),
         ("shapes_compact (shipped)", "classify", "video 640x480", video, {"int8": shapes}),
         ("shapes_compact, resize area-pyramid", "classify", "video 640x480", video, {"int8": shapes_pyr}),
+        ("shapes_compact, resize supersample", "classify", "video 640x480", video, {"int8": shapes_ss}),
         ("shapes_compact, resize linear", "classify", "video 640x480", video, {"int8": shapes_lin}),
         ("shapes_compact (shipped)", "classify", "video 160x120", video_small, {"int8": shapes}),
     ]
