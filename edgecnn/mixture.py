@@ -222,6 +222,22 @@ def has_both_sides(found: tuple[Mode, ...], neutral: float = 0.0) -> bool:
     return any(m.mean < neutral for m in found) and any(m.mean > neutral for m in found)
 
 
+def parse_branch_steering(text: str) -> dict[str, float]:
+    """``{"left": -0.31, "right": 0.12}`` from a ``branch_steering`` cell (``"left:-0.31|right:0.12"``); ``{}``
+    for a blank or malformed cell (older data, hand-edited files)."""
+    out: dict[str, float] = {}
+    for part in (text or "").split("|"):
+        name, _, value = part.partition(":")
+        try:
+            v = float(value)
+        except ValueError:
+            return {}
+        if not name.strip() or not math.isfinite(v):
+            return {}
+        out[name.strip()] = v
+    return out
+
+
 DECISION_WINDOW = 0.5  # metres before a junction's turn-in point where its branches' steering already differs
 
 
@@ -230,7 +246,8 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
                      band: float = 0.05, min_weight: float = SIGNIFICANT_WEIGHT,
                      options: list[str] | tuple[str, ...] | None = None,
                      to_turn: list[float | None] | tuple[float | None, ...] | None = None,
-                     decision_window: float = DECISION_WINDOW) -> dict[str, object]:
+                     decision_window: float = DECISION_WINDOW,
+                     branch_steering: list[str] | tuple[str, ...] | None = None) -> dict[str, object]:
     """The junction figures of a navigation model on N labelled frames.
 
     Args:
@@ -241,6 +258,8 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
         options: per frame the junction's branches (``"left|right"``), ``""`` on plain road; to_turn: per frame
             the metres of arc left to the junction's turn-in point (negative past it; None unknown). Both
             optional (data written before they existed): without them the decision figures are None.
+        branch_steering: per frame the labelling driver's steering for each branch from the frame's pose
+            (``"left:-0.31|right:0.12"``, :func:`parse_branch_steering`), ``""`` when unknown (optional).
         decision_window: metres before the turn-in point that count as the decision (see below).
         neutral: the route-neutral steering (the straight-on command), steering units. band: half-width of
             "straight" around it when judging a mode's side (:func:`side`).
@@ -261,10 +280,15 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
       from ``decision_window`` m before the turn-in point up to it (the car still on the approach every branch
       shares, so camera and roads map are the same whichever branch the route takes, while the labelling
       driver already steers into its branch), and ``t_decision_share``, the share of them whose significant
-      modes cover two of the junction's branches (offering left and right: a mode each side of ``neutral``; a
-      branch ``straight``: modes judged by :func:`side`). Frames past the turn-in point show the turn already
-      taken, so one mode is right there: that is why the decision figure, not ``t_two_sided_share``, is the
-      unrouted model's test.
+      modes cover two of the junction's branches: where the frame's ``branch_steering`` is known, two
+      significant modes each nearest a different branch's steering (for a T offering left and right: a mode
+      each side of the midpoint of the two branches' steering, the frame's own "straight on", which a car off
+      the lane centre shifts away from 0); where it is not, by the sign rule (left and right: a mode each side of
+      ``neutral``; a branch ``straight``: modes judged by :func:`side`). ``t_decision_share_sign`` is the sign
+      rule on every decision frame, ``t_decision_by_branch_steering`` how many were judged by the branches'
+      steering, ``t_decision_separation`` the median gap (steering units) between the branches' steering there.
+      Frames past the turn-in point show the turn already taken, so one mode is right there: that is why the
+      decision figure, not ``t_two_sided_share``, is the unrouted model's test.
     """
     outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     t = np.asarray(targets, dtype=np.float64).reshape(-1)
@@ -309,12 +333,26 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
         else:
             decide = [i for i in tee if to_turn[i] is not None and 0.0 <= to_turn[i] <= decision_window]
 
-            def covers_two(i: int) -> bool:
-                offered = set(options[i].split("|"))
-                if offered == {"left", "right"}:
+            offered = {i: set(options[i].split("|")) for i in decide}
+            parsed = ({i: parse_branch_steering(branch_steering[i]) for i in decide}
+                      if branch_steering is not None and len(branch_steering) == len(t) else {})
+            known = {i: c for i, c in parsed.items() if len(c) >= 2 and offered[i] <= set(c)}
+
+            def by_sign(i: int) -> bool:
+                if offered[i] == {"left", "right"}:
                     return has_both_sides(sig[i], neutral)
-                return len({side(m.mean, neutral, band) for m in sig[i]} & offered) >= 2
+                return len({side(m.mean, neutral, band) for m in sig[i]} & offered[i]) >= 2
+
+            def covers_two(i: int) -> bool:
+                if i not in known:
+                    return by_sign(i)
+                cmds = {b: v for b, v in known[i].items() if b in offered[i]}
+                return len({min(cmds, key=lambda b: abs(cmds[b] - m.mean)) for m in sig[i]}) >= 2
 
             out["t_decision_frames"] = len(decide)
             out["t_decision_share"] = share(decide, covers_two)
+            out["t_decision_share_sign"] = share(decide, by_sign)
+            out["t_decision_by_branch_steering"] = len(known)
+            gaps = [max(c.values()) - min(c.values()) for c in known.values()]
+            out["t_decision_separation"] = float(np.median(gaps)) if gaps else None
     return out

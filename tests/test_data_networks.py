@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from edgecnn.cli.data_roads import roads as roads_cmd
 from edgecnn.data import networks as netdata
 from edgecnn.data.steering import load_steering_dataset
+from edgecnn.mixture import parse_branch_steering
 from edgecnn.navmap import MapSpec, PoseNoise, load_route, rasterise
 from edgecnn.sim.bicycle import CarParams, Pose
-from edgecnn.sim.network import NET_DATA_STREAM, balanced_routes, make_network, net_rng, route_road
+from edgecnn.sim.network import NET_DATA_STREAM, balanced_routes, branch_routes, make_network, net_rng, route_road
 from edgecnn.sim.pursuit import LOOKAHEAD, pure_pursuit
 from edgecnn.train import datakind
 from edgecnn.train.datakind import is_networks_data, is_roads_data, steering_kind
@@ -238,3 +239,30 @@ def test_to_turn_column_and_approach_frames(data):
     assert meta["junction_lookahead_m"] == netdata.JUNCTION_LOOKAHEAD
     before = [float(r["to_turn"]) for r in rows if r["to_turn"] and 0 <= float(r["to_turn"]) <= 1.5]
     assert len(before) >= 0.1 * len(rows)  # the approach share lands before the turn-in point
+
+
+def test_branch_steering_column_gives_every_branch_and_the_own_one_is_the_label(data):
+    rows = [r for r in _rows(data) if r["junction"]]
+    assert rows
+    for r in rows:
+        cmds = parse_branch_steering(r["branch_steering"])
+        assert list(cmds) == r["options"].split("|")
+        assert cmds[r["branch"]] == pytest.approx(float(r["steering"]), abs=2e-6)
+        assert all(-1.0 <= v <= 1.0 for v in cmds.values())
+    assert all(r["branch_steering"] == "" for r in _rows(data) if not r["junction"])
+
+
+def test_branch_routes_drive_as_the_sibling_route_that_takes_that_branch():
+    net, _, node, left, right = _tee_siblings()
+    alt = branch_routes(net, left, node)
+    assert sorted(alt) == ["left", "right"]
+    jr = next(j for j in right.junctions if j["node"] == node)
+    road_alt, road_r = route_road(alt["right"], net.half_width), route_road(right, net.half_width)
+    car = CarParams()
+    for s in np.arange(jr["turn_in"] - 1.5, jr["turn_out"], 0.25):
+        pose = Pose(*road_r.pose_at(float(s)))
+        want = pure_pursuit(road_r, pose, car, lookahead=netdata.lookahead(right, float(s)), hint_s=float(s))
+        got = pure_pursuit(road_alt, pose, car, lookahead=netdata.lookahead(alt["right"], float(s)), hint_s=float(s))
+        assert got == pytest.approx(want, abs=1e-9), s
+    with pytest.raises(ValueError, match="not a junction"):
+        branch_routes(net, left, left.nodes[0])

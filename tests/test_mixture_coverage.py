@@ -124,3 +124,28 @@ def test_junction_decision_frames_are_the_shared_approach_before_the_turn_in():
     assert un["decision_window_m"] == 0.5
     old = junction_metrics(out, target, junction, branch, routed=False)
     assert old["t_decision_frames"] == 0 and old["t_decision_share"] is None
+
+
+def test_decision_frames_judge_modes_against_the_branches_own_steering():
+    # A car left of the lane centre: both branches steer right of 0 (left branch 0.05, right branch 0.45).
+    # Modes at 0.05 and 0.45 cover both branches, though they sit on the same side of 0.
+    shifted = vec([0.5, 0.5, 0], [0.05, 0.45, 0], [0.06, 0.06, 1])
+    one = vec([0.5, 0.5, 0], [0.40, 0.50, 0], [0.06, 0.06, 1])  # both components nearest the right branch
+    out = np.stack([shifted, one, shifted])
+    target = np.array([0.45, 0.45, 0.05])
+    junction, branch, options = ["T"] * 3, ["right", "right", "left"], ["left|right"] * 3
+    commands = ["left:0.05|right:0.45", "left:0.05|right:0.45", ""]  # the last frame: older data, sign rule
+    un = junction_metrics(out, target, junction, branch, routed=False, options=options, to_turn=[0.2, 0.3, 0.1],
+                          branch_steering=commands)
+    assert un["t_decision_frames"] == 3 and un["t_decision_by_branch_steering"] == 2
+    assert un["t_decision_share"] == pytest.approx(1 / 3)  # frame 0 by the branches, frame 2 fails the sign rule
+    assert un["t_decision_share_sign"] == 0.0
+    assert un["t_decision_separation"] == pytest.approx(0.4)
+
+
+def test_parse_branch_steering_reads_cells_and_rejects_malformed_ones():
+    from edgecnn.mixture import parse_branch_steering
+
+    assert parse_branch_steering("left:-0.31|right:0.12") == {"left": -0.31, "right": 0.12}
+    assert parse_branch_steering("") == {} and parse_branch_steering("left:x|right:1") == {}
+    assert parse_branch_steering("left:nan|right:0.1") == {}

@@ -45,6 +45,8 @@ class NavSample:
         options: the branches the junction offers (``"left|right"``; ``""`` on plain road).
         to_turn: metres of arc left to the junction's turn-in point (negative past it; None on plain road or in
             data written before the column existed).
+        branch_steering: the driver's steering for each of the junction's branches from this pose
+            (``"left:-0.31|right:0.12"``); ``""`` on plain road or in older data.
     """
 
     path: str
@@ -56,10 +58,12 @@ class NavSample:
     route: str = ""
     options: str = ""
     to_turn: float | None = None
+    branch_steering: str = ""
 
     def entry(self) -> list[Any]:
-        """The split.json row: ``[image, steering, map, junction, branch, options, to_turn]``."""
-        return [self.path, self.steering, self.map_path, self.junction, self.branch, self.options, self.to_turn]
+        """The split.json row: ``[image, steering, map, junction, branch, options, to_turn, branch_steering]``."""
+        return [self.path, self.steering, self.map_path, self.junction, self.branch, self.options, self.to_turn,
+                self.branch_steering]
 
 
 def read_navigation(root: str | Path) -> tuple[tuple[NavSample, ...], dict[str, Any], dict[str, Any], dict[str, int]]:
@@ -106,7 +110,7 @@ def read_navigation(root: str | Path) -> tuple[tuple[NavSample, ...], dict[str, 
         samples.append(NavSample(str(img.resolve()), steering, str(grid.resolve()), (r.get("junction") or "").strip(),
                                  (r.get("branch") or "").strip(), (r.get("network") or "").strip(),
                                  (r.get("route") or "").strip(), (r.get("options") or "").strip(),
-                                 _metres(r.get("to_turn"))))
+                                 _metres(r.get("to_turn")), (r.get("branch_steering") or "").strip()))
     if not samples:
         raise DataError(f"{labels}: no usable frames ({', '.join(f'{n} {k}' for k, n in faults.items())})")
     return tuple(samples), dict(info["map_spec"]), dict(info.get("pose_noise") or {}), dict(faults)
@@ -151,5 +155,6 @@ def navigation_metrics(raw: np.ndarray, samples, contract: Contract, baseline: f
     routed = bool((getattr(contract, "map", None) or {}).get("routed", False))
     metrics["junctions"] = junction_metrics(raw, target, [s.junction for s in samples], [s.branch for s in samples],
                                             routed=routed, options=[s.options for s in samples],
-                                            to_turn=[s.to_turn for s in samples])
+                                            to_turn=[s.to_turn for s in samples],
+                                            branch_steering=[s.branch_steering for s in samples])
     return metrics

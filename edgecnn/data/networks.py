@@ -25,8 +25,8 @@ The pose noise has its own random stream: the frames do not change with ``pose_n
 
 Layout (``OUT/``)::
 
-    labels.csv     image,steering,map,network,route,junction,branch,options,to_turn,x,y,heading,est_x,est_y,
-                   est_heading
+    labels.csv     image,steering,map,network,route,junction,branch,options,to_turn,branch_steering,x,y,heading,
+                   est_x,est_y,est_heading
     images/        NNNNNN.jpg (BGR, JPEG quality 95)
     maps/          NNNNNN.png (uint8 3 channels as cv2.imread returns them: 0 = roads, 1 = route, 2 = 0; 0/255)
     roads.json     provenance: format "edgecnn-networks-1", frames, size, seed, stream, map_spec, pose_noise, ...
@@ -36,7 +36,9 @@ Layout (``OUT/``)::
 ``junction`` is "" or the junction's kind ("T", "cross", "fork") when the frame is in its zone (from its turn-in
 point + APPROACH_WINDOW[0], or 2.5 m before its centre if earlier, to 1.0 m after the centre), ``branch`` the
 route's branch there, ``options`` the branches it offers ("left|right"), ``to_turn`` the arc length left to the
-junction's turn-in point (m, negative once past it; :func:`node_turn_in`); ``x, y, heading`` the true rear-axle
+junction's turn-in point (m, negative once past it; :func:`node_turn_in`), ``branch_steering`` the driver's
+steering from the same pose had the route taken each of the junction's branches ("left:-0.31|right:0.12",
+:func:`branch_steering`; the route's own branch is the label); ``x, y, heading`` the true rear-axle
 pose (heading not wrapped), ``est_*`` the believed one (metres, radians, heading in [-pi, pi)). :func:`edgecnn.data.steering.load_steering_dataset` reads the
 folder as image,steering data (it ignores the other columns), so an image-only model trains on the same frames.
 Rows are in network, route and arc-length order, so a time-block split keeps a route's frames together.
@@ -69,6 +71,7 @@ from edgecnn.sim.network import (
     ZONE_AFTER,
     ZONE_BEFORE,
     balanced_routes,
+    branch_routes,
     make_network,
     net_rng,
     route_road,
@@ -77,8 +80,8 @@ from edgecnn.sim.pursuit import LOOKAHEAD, pure_pursuit
 from edgecnn.sim.render import build_network_scene, render
 
 FORMAT = "edgecnn-networks-1"
-COLUMNS = ("image", "steering", "map", "network", "route", "junction", "branch", "options", "to_turn", "x", "y",
-           "heading", "est_x", "est_y", "est_heading")
+COLUMNS = ("image", "steering", "map", "network", "route", "junction", "branch", "options", "to_turn",
+           "branch_steering", "x", "y", "heading", "est_x", "est_y", "est_heading")
 DEFAULT_FRAMES = 8000
 DEFAULT_PER_ROUTE = 6
 ROUTES_PER_NETWORK = 4
@@ -139,6 +142,7 @@ def generate(
             geom = net.geometry
             routes = balanced_routes(net, ROUTES_PER_NETWORK, rng)
             turn_in = node_turn_in(routes)
+            alternatives: dict[tuple[int, str], dict] = {}
             doc_routes = []
             for ri, route in enumerate(routes):
                 if len(rows) >= n:
@@ -169,10 +173,14 @@ def generate(
                     if j is not None:
                         junction_frames += 1
                         branches.setdefault(j["kind"], Counter())[j["branch"]] += 1
+                    commands = "" if j is None else branch_steering(
+                        alternatives.setdefault((ri, j["node"]), _branch_roads(net, route, j["node"])), pose, car,
+                        float(s))
                     rows.append([name, round(steering, 6), map_name, k, ri,
                                  "" if j is None else j["kind"], "" if j is None else j["branch"],
                                  "" if j is None else "|".join(j["options"]),
-                                 "" if j is None else round(turn_in[j["node"]] - float(s), 3), *true, *est])
+                                 "" if j is None else round(turn_in[j["node"]] - float(s), 3), commands,
+                                 *true, *est])
                     if progress:
                         progress(len(rows), n)
             networks_doc.append(_network_doc(k, net, geom, doc_routes))
@@ -263,6 +271,20 @@ def lookahead(route, s: float) -> float:
         ramp = max(0.0, 1.0 - (start - s) / extra) if s < start else max(0.0, 1.0 - (s - end) / extra)
         best = max(best, LOOKAHEAD + extra * ramp)
     return best
+
+
+def _branch_roads(net, route, node: str) -> dict:
+    """``{branch: (Route, Road)}``: ``route`` up to junction ``node``, then each of its branches."""
+    return {name: (r, route_road(r, net.half_width)) for name, r in branch_routes(net, route, node).items()}
+
+
+def branch_steering(alternatives: dict, pose, car: CarParams, s: float) -> str:
+    """The ``branch_steering`` cell: the labelling driver's steering at ``pose`` (arc length ``s``, m) had the
+    route taken each branch of the junction, ``"left:-0.31|right:0.12"`` (steering in [-1, 1], the junction's
+    options in order, 6 decimals). ``alternatives`` from :func:`_branch_roads`. On the shared approach these are
+    the values an unrouted model must offer as modes; the route's own branch gives the frame's label."""
+    return "|".join(f"{name}:{pure_pursuit(road, pose, car, lookahead=lookahead(r, s), hint_s=s):.6f}"
+                    for name, (r, road) in alternatives.items())
 
 
 def _network_doc(index: int, net, geom, routes: list[dict]) -> dict:

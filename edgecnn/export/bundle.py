@@ -74,8 +74,9 @@ class EvalSplit:
         paths: the N image files, in order.
         excluded: test images left out because they are also in the calibration set.
         junction, branch: navigation runs: per frame the junction kind (``""`` on plain road) and the route's
-            branch; empty otherwise. options, to_turn: navigation runs: the junction's branches and the
-            metres left to its turn-in point (see :class:`edgecnn.train.run.Item`).
+            branch; empty otherwise. options, to_turn, branch_steering: navigation runs: the junction's
+            branches, the metres left to its turn-in point and each branch's steering (see
+            :class:`edgecnn.train.run.Item`).
     """
 
     inputs: Inputs
@@ -86,6 +87,7 @@ class EvalSplit:
     branch: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     to_turn: tuple[float | None, ...] = ()
+    branch_steering: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,8 @@ def load_test_split(prep: Prepared, log: Log) -> EvalSplit:
     nav = c.task == "navigate"
     return EvalSplit(inputs, targets, paths, excluded, tuple(i.junction for i in kept) if nav else (),
                      tuple(i.branch for i in kept) if nav else (), tuple(i.options for i in kept) if nav else (),
-                     tuple(i.to_turn for i in kept) if nav else ())
+                     tuple(i.to_turn for i in kept) if nav else (),
+                     tuple(i.branch_steering for i in kept) if nav else ())
 
 
 def convert_step(prep: Prepared, precisions: Sequence[str], io: str, log: Log) -> Converted:
@@ -285,7 +288,7 @@ def score_step(prep: Prepared, conv: Converted, test: EvalSplit, log: Log) -> Sc
         if test.junction:  # navigation: the junction figures of metrics.json, for every exported model too
             d["junctions"] = junction_metrics(out, test.targets, test.junction, test.branch,
                                               routed=bool(contract.map.get("routed")), options=test.options,
-                                              to_turn=test.to_turn)
+                                              to_turn=test.to_turn, branch_steering=test.branch_steering)
         return d
 
     metrics: dict[str, dict[str, Any]] = {"float_keras": scored(keras_out)}

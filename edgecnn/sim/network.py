@@ -547,6 +547,19 @@ def balanced_routes(net: SimNetwork, count: int, rng: np.random.Generator) -> li
     return routes
 
 
+def branch_routes(net: SimNetwork, route: Route, node: str) -> dict[str, Route]:
+    """Per branch of the junction ``node`` on ``route``: a route that follows ``route`` up to ``node`` and leaves
+    it by that branch (``{"left": Route, "right": Route}`` for a T). The route's own branch gives a route equal to
+    ``route`` up to the end of the branch's road; every one of them has the same arc lengths up to the
+    junction's approach. ValueError when ``node`` is not a junction of ``route``."""
+    path = list(route.nodes)
+    if node not in path[1:-1] or net.graph.degree(node) <= 2:
+        raise ValueError(f"{node} is not a junction on this route")
+    i = path.index(node)
+    return {name: _route_along(net, path[: i + 1] + [nbr])
+            for nbr, name in _options(net.graph, node, path[i - 1]).items()}
+
+
 def _route_along(net: SimNetwork, path: list[str]) -> Route:
     g = net.graph
     hw = net.half_width

@@ -6,7 +6,7 @@ Layout of ``runs/NAME/``:
 * ``contract.json``: the model's :class:`~edgecnn.contract.Contract`;
 * ``split.json``: ``{"task", "data", "splits": {"train"|"val"|"test": [[path, label], ...]}}``; for steering
   the entries are ``[path, steering, throttle_or_null]``, for navigation ``[path, steering, map_path, junction,
-  branch, options, to_turn]`` (the last two may be absent);
+  branch, options, to_turn, branch_steering]`` (the last three may be absent);
 * ``config.json``: the training options;
 * ``history.json``: per-epoch metrics; ``metrics.json``: held-out test metrics;
 * ``.backup/``: resume state while training is unfinished (removed at the end): Keras BackupAndRestore's files
@@ -49,6 +49,8 @@ class Item:
         junction, branch: navigate runs: the junction kind (``""`` on plain road) and the route's branch there.
         options: navigate runs: the branches the junction offers (``"left|right"``), ``""`` on plain road.
         to_turn: navigate runs: metres of arc left to the junction's turn-in point (negative past it), or None.
+        branch_steering: navigate runs: the driver's steering for each of the junction's branches
+            (``"left:-0.31|right:0.12"``, see :mod:`edgecnn.data.networks`), ``""`` when unknown.
     """
 
     path: str
@@ -59,6 +61,7 @@ class Item:
     branch: str = ""
     options: str = ""
     to_turn: float | None = None
+    branch_steering: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ def _read_splits(path: Path) -> tuple[str, dict[str, tuple[Item, ...]], str]:
             if task == "navigate":
                 splits[name] = tuple(Item(str(r[0]), float(r[1]), None, str(r[2]), str(r[3] or ""), str(r[4] or ""),
                                           str(r[5] or "") if len(r) > 5 else "",
-                                          float(r[6]) if len(r) > 6 and r[6] is not None else None)
+                                          float(r[6]) if len(r) > 6 and r[6] is not None else None,
+                                          str(r[7] or "") if len(r) > 7 else "")
                                      for r in rows)
             elif task == "steer":
                 splits[name] = tuple(Item(str(r[0]), float(r[1]), None if len(r) < 3 or r[2] is None else float(r[2]))
