@@ -13,7 +13,7 @@ def test_pipeline_runs_then_skips_every_stage(cli, tmp_path):
     cfg = tmp_path / "p.toml"
     out = tmp_path / "pipe"
     cfg.write_text(f'[pipeline]\ntask = "classify"\nout = "{out}"\nimg-size = "32"\nper-class = 24\nepochs = 2\n'
-                   'calib-count = 40\ncompare-runs = 10\nprecisions = ["fp32", "int8"]\n')
+                   'calib-count = 40\ncompare-runs = 10\nprecisions = ["fp32", "int8"]\nresize = "supersample"\n')
     r = cli("pipeline", "--config", cfg, timeout=600)
     assert r.returncode == 0, r.stderr
     for stage in ("data", "train", "calibrate", "quantize+export", "compare"):
@@ -23,6 +23,7 @@ def test_pipeline_runs_then_skips_every_stage(cli, tmp_path):
     assert report["test"]["disjoint_from_calibration"] is True
     assert (out / "bundle" / "model_int8.tflite").is_file() and (out / "compare" / "accuracy_latency.png").is_file()
     assert "device bundle:" in r.stdout and "top1 %" in r.stdout
+    assert json.loads((out / "run" / "contract.json").read_text())["resize"] == "supersample"  # the TOML's method
 
     again = cli("pipeline", "--config", cfg, timeout=600)
     assert again.returncode == 0, again.stderr
@@ -50,5 +51,9 @@ def test_pipeline_bad_config(cli, tmp_path):
     broken.write_text("[pipeline\n")
     r = cli("pipeline", "--config", broken)
     assert r.clean_error and "not a valid TOML" in r.stderr
+    for line, message in (('resize = "bilinear"', "resize must be one of"), ('crop = "a,b"', "--crop expects")):
+        bad.write_text(f"[pipeline]\n{line}\n")
+        r = cli("pipeline", "--config", bad)
+        assert r.clean_error and message in r.stderr, r.stderr
     r = cli("pipeline", "--config", tmp_path / "missing.toml")
     assert r.returncode != 0 and "Traceback" not in r.stderr

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgecnn.contract import RESIZE_METHODS
 from edgecnn.pipeline.config import PipelineConfig, make_config
 from edgecnn.tfimport import import_tensorflow
 from edgecnn.train.tasks import list_tasks
@@ -28,7 +29,12 @@ _D = PipelineConfig()  # the defaults, for the help texts
 @click.option("--seed", type=int, default=None, help=f"Random seed (default {_D.seed}).")
 @click.option("--closed-loop", type=int, default=None, help="Steering: simulated roads per variant in compare.")
 @click.option("--compare-runs", type=int, default=None, help=f"Timed inferences per variant (default {_D.compare_runs}).")
-def cli(task, data, arch, out, config_file, epochs, img_size, per_class, frames, seed, closed_loop, compare_runs):
+@click.option("--crop", default=None, metavar="TOP,BOTTOM",
+              help="Rows removed from every frame before resizing (as edgecnn train --crop). Default: none.")
+@click.option("--resize", type=click.Choice(RESIZE_METHODS), default=None,
+              help=f"How frames are shrunk to the model input (as edgecnn train --resize; default {_D.resize}).")
+def cli(task, data, arch, out, config_file, epochs, img_size, per_class, frames, seed, closed_loop, compare_runs,
+        crop, resize):
     """Run data -> train -> calibrate -> quantize + export -> compare in one go.
 
     Each stage is skipped when its output is already there with the same options, so re-running resumes an
@@ -36,7 +42,7 @@ def cli(task, data, arch, out, config_file, epochs, img_size, per_class, frames,
     """
     cfg = make_config(config_file, task=task, data=data, arch=arch, epochs=epochs, img_size=img_size,
                       per_class=per_class, frames=frames, seed=seed, closed_loop=closed_loop,
-                      compare_runs=compare_runs, out=out)
+                      compare_runs=compare_runs, out=out, crop=crop, resize=resize)
     import_tensorflow()  # quietly, before the stages import the TensorFlow side
     from edgecnn.pipeline.stages import Paths, run_pipeline  # lazy: cli
     quiet = lambda m: click.echo(f"      {m}", err=True)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.contract import RESIZE_METHODS
 from edgecnn.data import roads
 from edgecnn.errors import EdgecnnError, OptionError
 from edgecnn.sizes import format_size
-from edgecnn.train.config import DEFAULTS, default_arch, default_img_size
+from edgecnn.train.config import DEFAULTS, default_arch, default_img_size, parse_crop
 from edgecnn.train.tasks import list_tasks
 
 
@@ -31,6 +32,8 @@ class PipelineConfig:
         per_class, frames: size of the generated built-in data (shapes per class / road frames).
         per_road: road frames rendered per generated road (fewer = more varied scenes).
         augment: training-time augmentation (see ``edgecnn train --augment``); None: what fits the data.
+        crop: ``"TOP,BOTTOM"`` rows removed before resizing (``edgecnn train --crop``); None: none.
+        resize: how frames are shrunk to the input size (``edgecnn train --resize``), recorded in the contract.
         epochs, batch, seed, lr, patience: training. head, components: steering head.
         calib_count: calibration-set size. io: int8 model I/O type (``int8``/``uint8``).
         precisions: variants that compare builds. compare_runs, threads: latency settings.
@@ -46,6 +49,8 @@ class PipelineConfig:
     frames: int = roads.DEFAULT_FRAMES
     per_road: int = roads.DEFAULT_PER_ROAD
     augment: bool | None = DEFAULTS["augment"]
+    crop: str | None = None
+    resize: str = DEFAULTS["resize"]
     epochs: int = DEFAULTS["epochs"]
     batch: int = DEFAULTS["batch"]
     seed: int = DEFAULTS["seed"]
@@ -63,6 +68,9 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.task not in list_tasks():
             raise OptionError(f"task must be one of {', '.join(list_tasks())}, got: {self.task!r}")
+        if self.resize not in RESIZE_METHODS:
+            raise OptionError(f"resize must be one of {', '.join(RESIZE_METHODS)}, got: {self.resize!r}")
+        parse_crop(self.crop)  # OptionError (one line) for anything but TOP,BOTTOM
 
     @property
     def resolved_out(self) -> str:

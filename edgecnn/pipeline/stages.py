@@ -24,6 +24,7 @@ from edgecnn.export.bundle import export_run
 from edgecnn.pipeline.config import PipelineConfig
 from edgecnn.quantize import calibration
 from edgecnn.sizes import parse_size
+from edgecnn.train.config import parse_crop
 from edgecnn.train.trainer import TrainConfig, train
 
 Log = Callable[[str], None]
@@ -84,7 +85,7 @@ def stage_train(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str
     tc = TrainConfig(data=_data_dir(cfg, paths), out=str(paths.run), arch=cfg.resolved_arch, task=cfg.task,
                      img_size=parse_size(cfg.resolved_img_size), epochs=cfg.epochs, batch=cfg.batch, seed=cfg.seed,
                      lr=cfg.lr, patience=cfg.patience, head=cfg.head, components=cfg.components,
-                     augment=cfg.augment)
+                     augment=cfg.augment, crop=parse_crop(cfg.crop), resize=cfg.resize)
     # fresh: the data or the training options changed, so an old run must not be resumed or reused
     res = train(tc, overwrite=fresh, log=log, verbose=0)
     m = res.metrics
@@ -117,7 +118,8 @@ def stage_compare(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> s
 STAGES: tuple[tuple[str, Callable[[PipelineConfig, Paths, Log, bool], str], tuple[str, ...]], ...] = (
     # name, function, the options that change its output
     ("data", stage_data, ("task", "data", "per_class", "frames", "per_road", "seed", "img_size")),
-    ("train", stage_train, ("arch", "img_size", "epochs", "batch", "seed", "lr", "patience", "head", "components", "augment")),
+    ("train", stage_train, ("arch", "img_size", "epochs", "batch", "seed", "lr", "patience", "head", "components",
+                            "augment", "crop", "resize")),
     ("calibrate", stage_calibrate, ("calib_count", "seed")),
     ("quantize+export", stage_export, ("io",)),
     ("compare", stage_compare, ("precisions", "compare_runs", "threads", "closed_loop")),
