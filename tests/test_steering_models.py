@@ -199,3 +199,26 @@ def test_cli_refuses_classifiers_and_models_without_contract(keras, tmp_path):
             capture_output=True, text=True, cwd=REPO, timeout=120,
         )
         assert p.returncode == 2 and "Traceback" not in p.stderr and message in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("arch", ["pilotnet", "navnet", "lecture"])
+def test_min_size_is_the_smallest_input_the_architecture_builds_at(keras, arch):
+    from edgecnn.models.registry import create_model, get_spec
+
+    h, w = get_spec(arch).min_size
+    assert (h, w) > (1, 1)
+    kw = {"head": "gmm", "components": 3} if arch == "navnet" else {}
+    n = {"navnet": 9, "pilotnet": 1, "lecture": 2}[arch]
+    create_model(arch, (h, w, 3), n, **kw)  # builds at the minimum
+    for shape in ((h - 1, w, 3), (h, w - 1, 3)):
+        with pytest.raises(ValueError):
+            create_model(arch, shape, n, **kw)
+
+
+def test_too_small_img_size_is_one_clear_line():
+    from edgecnn.errors import OptionError
+    from edgecnn.train.config import TrainConfig, resolve_config
+
+    with pytest.raises(OptionError, match=r"--img-size 64x32 is too small for pilotnet: .* at least 61x61 .*200x66"):
+        resolve_config(TrainConfig(data="d", out="o", task="steer", arch="pilotnet", img_size=(64, 32)))
+    assert resolve_config(TrainConfig(data="d", out="o", task="steer", arch="pilotnet", img_size=(61, 61))).img_size

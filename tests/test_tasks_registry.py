@@ -53,7 +53,8 @@ def test_the_registered_size_is_used_unless_img_size_says_otherwise(spec):
     task = spec.tasks[0]
     h, w = spec.default_size
     assert resolve_config(TrainConfig(data="d", out="o", task=task, arch=spec.name)).img_size == (w, h)
-    assert resolve_config(TrainConfig(data="d", out="o", task=task, arch=spec.name, img_size=(40, 30))).img_size == (40, 30)
+    other = (max(40, spec.min_size[1]), max(30, spec.min_size[0]) + 1)  # WxH, not the registered size
+    assert resolve_config(TrainConfig(data="d", out="o", task=task, arch=spec.name, img_size=other)).img_size == other
 
 
 def test_donkey_trains_at_its_own_160x120():

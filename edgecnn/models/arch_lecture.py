@@ -9,6 +9,7 @@ from edgecnn.models.registry import register_model
     "lecture",
     tasks=("classify",),
     summary="Conv32-Pool-Conv64-Pool-Dense1024-softmax, the lecture's CNN (large dense layer)",
+    min_size=(10, 10),  # unpadded 3x3 conv, 2x2 pool, twice
 )
 def lecture(input_shape: tuple[int, int, int], num_outputs: int, **_):
     """Conv2D 32 3x3 ReLU -> MaxPool 2 -> Conv2D 64 3x3 ReLU -> MaxPool 2 -> Flatten -> Dense 1024 ReLU ->

@@ -21,6 +21,7 @@ CAMERA_CONVS = ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1))  # P
     tasks=("navigate",),
     summary="two inputs: PilotNet camera convs + 3-conv map branch, fused, Dense 100-50-10, gmm head (K=3)",
     default_size=(66, 200),
+    min_size=(61, 61),  # the camera branch: PilotNet's unpadded convolutions
 )
 def navnet(
     input_shape: tuple[int, int, int],

@@ -12,6 +12,7 @@ from edgecnn.models.steer_head import steering_head
     tasks=("steer",),
     summary="NVIDIA PilotNet: 5 conv + 3 dense, ~250k params at 66x200, steering in [-1, 1] (or gmm head)",
     default_size=(66, 200),
+    min_size=(61, 61),  # three unpadded 5x5/2 and two 3x3 convolutions
 )
 def pilotnet(
     input_shape: tuple[int, int, int],

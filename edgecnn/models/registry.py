@@ -29,6 +29,8 @@ class ArchSpec:
         summary: one line for ``edgecnn models``.
         default_size: (height, width) in pixels it was designed for; ``edgecnn train`` uses it unless
             ``--img-size`` says otherwise.
+        min_size: the smallest (height, width) its unpadded convolutions and pools leave at least one pixel of
+            (``edgecnn train`` refuses a smaller ``--img-size`` in one line); (1, 1) for padded architectures.
     """
 
     name: str
@@ -36,17 +38,19 @@ class ArchSpec:
     tasks: tuple[str, ...]
     summary: str
     default_size: tuple[int, int]
+    min_size: tuple[int, int] = (1, 1)
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
 _LOADED = False
 
 
-def register_model(name: str, tasks: tuple[str, ...], summary: str, default_size: tuple[int, int] = (64, 64)):
+def register_model(name: str, tasks: tuple[str, ...], summary: str, default_size: tuple[int, int] = (64, 64),
+                   min_size: tuple[int, int] = (1, 1)):
     """Decorator: register ``builder`` under ``name``."""
 
     def deco(builder: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = ArchSpec(name, builder, tuple(tasks), summary, tuple(default_size))
+        _REGISTRY[name] = ArchSpec(name, builder, tuple(tasks), summary, tuple(default_size), tuple(min_size))
         return builder
 
     return deco

@@ -17,6 +17,7 @@ from typing import Any
 from edgecnn.contract import COLOR_ORDERS, INPUT_RANGES, RESIZE_METHODS
 from edgecnn.errors import OptionError
 from edgecnn.models.registry import get_spec
+from edgecnn.sizes import format_size
 from edgecnn.train.tasks import get_task, head_choices
 
 # Input ranges a model is trained with; "0,255" exists for imported models only.
@@ -143,5 +144,10 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     if crop and (len(crop) != 2 or any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in crop)):
         raise OptionError(f"--crop expects TOP,BOTTOM rows >= 0, e.g. 40,0; got: {config.crop!r}")
     size = tuple(config.img_size) if config.img_size else default_img_size(arch)
+    min_h, min_w = spec.min_size
+    if int(size[0]) < min_w or int(size[1]) < min_h:
+        own = format_size(*default_img_size(arch))
+        raise OptionError(f"--img-size {size[0]}x{size[1]} is too small for {arch}: its unpadded convolutions need "
+                          f"at least {min_w}x{min_h} (WIDTHxHEIGHT; its own size is {own})")
     return dataclasses.replace(config, arch=arch, img_size=(int(size[0]), int(size[1])),
                                crop=() if crop == (0, 0) else crop)
