@@ -166,7 +166,10 @@ def _file_order(n: int, shuffle: bool, seed: int):
     def order():
         yield np.random.default_rng([seed, next(epochs)]).permutation(n).astype(np.int64)
 
-    return tf.data.Dataset.from_generator(order, output_signature=tf.TensorSpec([n], tf.int64)).unbatch()
+    # A generator's length is unknown to tf.data; stating it lets Keras count the steps of an epoch (without it
+    # Keras warns "Your input ran out of data" at the end of every first epoch).
+    ds = tf.data.Dataset.from_generator(order, output_signature=tf.TensorSpec([n], tf.int64)).unbatch()
+    return ds.apply(tf.data.experimental.assert_cardinality(n))
 
 
 class DiskCache:
