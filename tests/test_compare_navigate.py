@@ -36,7 +36,7 @@ def compared(nav_run, tmp_path_factory):
     run_dir, calib = nav_run
     out = tmp_path_factory.mktemp("navcmp_out") / "cmp"
     r = run_cli("compare", run_dir, "--calibration", calib, "--out", out, "--runs", "10", "--warmup", "2",
-                "--precisions", "fp32,int8", "--json", timeout=900)
+                "--precisions", "fp32,int8", "--closed-loop", "1", "--json", timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return out, r
 
@@ -63,6 +63,12 @@ def test_rows_have_the_navigate_metrics(compared):
     assert rows["fp32"]["metrics"]["nll"] == pytest.approx(rows["keras"]["metrics"]["nll"], abs=1e-3)
     assert rows["int8"]["size_bytes"] < rows["fp32"]["size_bytes"]
     assert rows["int8"]["agreement"]["steering_max_abs_diff"] > 0  # int8 really ran (it is not the float model)
+    # --closed-loop 1: each exported model drove one planned route through an unseen network (Keras does not)
+    assert rows["keras"]["closed_loop"] is None
+    for v in ("fp32", "int8"):
+        loop = rows[v]["closed_loop"]
+        assert loop["junctions"] >= 1 and 0 <= loop["junction_success"] <= 1, loop
+        assert 0 <= loop["route_completion"] <= 1 and 0 <= loop["autonomy"] <= 1 and loop["distance"] > 0
 
 
 def test_report_files_and_table(compared):
@@ -71,7 +77,7 @@ def test_report_files_and_table(compared):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "accuracy_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     head = (out / "report.csv").read_text().splitlines()[0]
-    assert "NLL" in head and "cov2 %" in head
+    assert "NLL" in head and "cov2 %" in head and "junctions ok %" in head and "routes done %" in head
     assert "navigate" in (out / "report.md").read_text()
 
 

@@ -20,7 +20,9 @@ import click
 @click.option("--runs", default=200, show_default=True, help="Timed inferences per variant (after warm-up).")
 @click.option("--warmup", default=20, show_default=True, help="Warm-up inferences, excluded.")
 @click.option("--limit", default=500, show_default=True, help="At most this many test frames (0: all).")
-@click.option("--closed-loop", default=0, show_default=True, help="Steering: also drive N simulated roads per variant.")
+@click.option("--closed-loop", default=0, show_default=True,
+              help="Steering: also drive N simulated roads per variant; navigate: N planned routes through unseen "
+                   "road networks (junction success, route completion, autonomy).")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Write report.json/.md/.csv and accuracy_latency.png here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")

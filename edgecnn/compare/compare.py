@@ -14,8 +14,10 @@ from edgecnn.compare.variants import PRECISIONS, Variant, build_variants, precis
 from edgecnn.errors import ModelError
 from edgecnn.export.model_card import run_warnings
 from edgecnn.runtime.environment import describe_environment
-from edgecnn.runtime.model_policy import ModelPolicy
+from edgecnn.navmap import PoseNoise
+from edgecnn.runtime.model_policy import ModelPolicy, NavModelPolicy
 from edgecnn.runtime.precision import KERAS_REFERENCE
+from edgecnn.sim.navigate import NavConfig, simulate_networks
 from edgecnn.sim.simulate import SimConfig, simulate
 from edgecnn.train.run import load_run
 
@@ -30,7 +32,8 @@ PRIMARY_METRIC = {"classify": "top1", "steer": "mae", "segment": "miou", "naviga
 @dataclass(frozen=True)
 class Row:
     """One variant's figures. ``metrics``: task metrics; ``agreement``: versus the Keras reference;
-    ``latency_ms``: p50/p90/p99/mean (ms); ``closed_loop``: simulate results for steering with --closed-loop."""
+    ``latency_ms``: p50/p90/p99/mean (ms); ``closed_loop``: simulate results (steer, navigate) with
+    --closed-loop."""
 
     variant: str
     precision: str
@@ -85,7 +88,8 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
             int8/int16x8 (and checked for overlap with the test data).
         precisions: which TFLite precisions to build. threads, runs, warmup: latency settings.
         limit: at most this many test frames (evenly spaced). variants_dir: where built models go
-            (default ``RUN/variants``). closed_loop: for steering, also drive this many simulated roads.
+            (default ``RUN/variants``). closed_loop: for steering, also drive this many simulated roads (a
+            navigate run: this many planned routes through unseen road networks, seed 1000).
         log: one-line messages. progress: see :data:`Progress` (the per-variant messages then go to it, not
             to ``log``).
     """
@@ -125,8 +129,8 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
                 raw = measure.tflite_outputs(v.path, test.inputs, contract, threads)
                 lat = measure.tflite_latency(v.path, input_files, threads, runs, warmup)
             loop = None
-            if closed_loop and contract.task == "steer" and v.origin != "reference":
-                loop = _closed_loop(v.path, closed_loop, threads)
+            if closed_loop and contract.task in ("steer", "navigate") and v.origin != "reference":
+                loop = _closed_loop(v.path, closed_loop, threads, contract.task)
             rows.append(Row(
                 variant=v.name, precision=v.precision, origin=v.origin, path=str(v.path),
                 size_bytes=v.path.stat().st_size, metrics=measure.task_metrics(raw, test.targets, contract, test.samples),
@@ -147,6 +151,14 @@ def compare(run_dir: str | Path, extra_models: tuple[str, ...] = (), data: str |
     )
 
 
-def _closed_loop(path: Path, roads: int, threads: int | None) -> dict[str, Any]:
-    r = simulate(ModelPolicy(path, threads=threads), SimConfig(roads=roads, seed=1000)).to_dict()
-    return {k: r[k] for k in ("autonomy", "departures", "mean_abs_offset", "max_abs_offset", "distance")}
+def _closed_loop(path: Path, count: int, threads: int | None, task: str) -> dict[str, Any]:
+    """Drive ``count`` simulated roads (steer) or planned routes on unseen networks (navigate, at the pose
+    noise its contract states) with the model at ``path``; the figures of ``edgecnn simulate --json``."""
+    keys = ("autonomy", "departures", "mean_abs_offset", "max_abs_offset", "distance")
+    if task == "navigate":
+        policy = NavModelPolicy(path, threads=threads)
+        noise = getattr(policy, "pose_noise", None) or PoseNoise()
+        r = simulate_networks(policy, NavConfig(routes=count, seed=1000, pose_noise=noise)).to_dict()
+        return {k: r[k] for k in ("junctions", "junction_success", "route_completion", *keys)}
+    r = simulate(ModelPolicy(path, threads=threads), SimConfig(roads=count, seed=1000)).to_dict()
+    return {k: r[k] for k in keys}

@@ -53,6 +53,8 @@ def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
              "x fp32", "inf/s", "peak MiB"]
     if any(r.closed_loop for r in report.rows):
         head += ["autonomy %", "departures"]
+    if any("junction_success" in (r.closed_loop or {}) for r in report.rows):
+        head += ["junctions ok %", "routes done %"]
     rows = []
     for r in report.rows:
         cells = [r.variant, r.precision, f"{r.size_bytes / 1024:.1f}"]
@@ -71,6 +73,9 @@ def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
         if "autonomy %" in head:
             loop = r.closed_loop or {}
             cells += [_fmt(loop.get("autonomy"), "pct"), str(loop.get("departures", "-"))]
+        if "junctions ok %" in head:
+            loop = r.closed_loop or {}
+            cells += [_fmt(loop.get("junction_success"), "pct"), _fmt(loop.get("route_completion"), "pct")]
         rows.append(cells)
     del ref
     return head, rows
