@@ -315,16 +315,18 @@ def format_report(rep: dict) -> str:
         lines.append(f"  {q['model']:<9} fp32 {q['no_decode_fp32_ms']:.3f} ms  int8 {q['no_decode_int8_ms']:.3f} ms  "
                      f"-> {q['ratio']:.2f}x ({ok} >= {q['target']}x; raw invoke {q['raw_invoke_ratio']:.2f}x; "
                      f"decode {q['decode_p50_ms']:.3f} ms)")
+    if not rep["int8_vs_fp32"]:
+        lines.append("  (no fp32/int8 pair among the cases run)")
     lines.append("")
     lines.append("fast input path == reference (bytes of the model input, per test frame):")
     for label, v in rep["byte_identity"].items():
-        lines.append(f"  {label:<48} {v['identical']}/{v['frames']} identical ({v['dtype']})")
+        lines.append(f"  {label:<52} {v['identical']}/{v['frames']} identical ({v['dtype']})")
     lines.append("")
     lines.append("delegate (XNNPACK):")
     for label, d in rep["delegation"].items():
         cpu = ", ".join(f"{k} x{v}" for k, v in d["cpu_ops"].items()) or "-"
         warn = "; ".join(w.split(":")[0] for w in d["warnings"] if not w.startswith(tuple("0123456789")))
-        lines.append(f"  {label:<48} {d['delegated']}/{d['nodes']} nodes, {d['partitions']} partition(s), "
+        lines.append(f"  {label:<52} {d['delegated']}/{d['nodes']} nodes, {d['partitions']} partition(s), "
                      f"CPU: {cpu}" + (f"  [{warn}]" if warn else ""))
     dk = rep["donkeycar"]
     lines.append("")
