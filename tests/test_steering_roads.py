@@ -39,13 +39,15 @@ def test_render_is_fast_enough_for_simulation():
     scene = build_scene(road, rng)
     poses = [Pose(*road.pose_at(0.05 * i)) for i in range(300)]
     render(scene, poses[0], rng=rng)  # warm the per-camera caches
-    t = time.perf_counter()
+    # CPU time of this process, not wall-clock time: other jobs on a loaded machine take the core away (a loaded
+    # `make test` saw 64 frames/s of wall-clock time) but not the work a frame costs (about 350 frames/s here).
+    t = time.process_time()
     for p in poses:
         frame = render(scene, p, rng=rng)
-    fps = len(poses) / (time.perf_counter() - t)
+    fps = len(poses) / (time.process_time() - t)
     assert frame.shape == (120, 160, 3) and frame.dtype == np.uint8
-    # Target 200 frames/s on one core; the bound is halved because CI shares 2 cores with other jobs.
-    assert fps > 100, f"renderer too slow: {fps:.0f} frames/s at 160x120"
+    # Target 200 frames/s of one core's time; the bound is halved for slower CI CPUs.
+    assert fps > 100, f"renderer too slow: {fps:.0f} frames/s of CPU time at 160x120"
 
 
 def _marker_scene(road, world_xy):
