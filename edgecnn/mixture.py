@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from edgecnn.junction import JunctionLabel
 
 LOGIT_BOUND = 3.0
 LOG_SIGMA_MIN = math.log(0.02)  # a component narrower than 1 % of the steering range is not believable
@@ -222,44 +225,20 @@ def has_both_sides(found: tuple[Mode, ...], neutral: float = 0.0) -> bool:
     return any(m.mean < neutral for m in found) and any(m.mean > neutral for m in found)
 
 
-def parse_branch_steering(text: str) -> dict[str, float]:
-    """``{"left": -0.31, "right": 0.12}`` from a ``branch_steering`` cell (``"left:-0.31|right:0.12"``); ``{}``
-    for a blank or malformed cell (older data, hand-edited files)."""
-    out: dict[str, float] = {}
-    for part in (text or "").split("|"):
-        name, _, value = part.partition(":")
-        try:
-            v = float(value)
-        except ValueError:
-            return {}
-        if not name.strip() or not math.isfinite(v):
-            return {}
-        out[name.strip()] = v
-    return out
-
-
 DECISION_WINDOW = 0.5  # metres before a junction's turn-in point where its branches' steering already differs
 
 
-def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[str] | tuple[str, ...],
-                     branch: list[str] | tuple[str, ...], routed: bool, neutral: float = 0.0,
-                     band: float = 0.05, min_weight: float = SIGNIFICANT_WEIGHT,
-                     options: list[str] | tuple[str, ...] | None = None,
-                     to_turn: list[float | None] | tuple[float | None, ...] | None = None,
-                     decision_window: float = DECISION_WINDOW,
-                     branch_steering: list[str] | tuple[str, ...] | None = None) -> dict[str, object]:
+def junction_metrics(outputs: np.ndarray, targets: np.ndarray, labels: Sequence[JunctionLabel], routed: bool,
+                     neutral: float = 0.0, band: float = 0.05, min_weight: float = SIGNIFICANT_WEIGHT,
+                     decision_window: float = DECISION_WINDOW) -> dict[str, object]:
     """The junction figures of a navigation model on N labelled frames.
 
     Args:
         outputs: float (N, 3K) raw gmm vectors. targets: float (N,) true steering (positive = right).
-        junction: per frame ``""`` (plain road) or the junction kind (``"T"``, ``"cross"``, ``"fork"``).
-        branch: per frame the route's branch there (``"left"``, ``"straight"``, ``"right"``; ``""`` off junctions).
+        labels: per frame its :class:`~edgecnn.junction.JunctionLabel` (kind ``""`` on plain road; the
+            route's branch; the options, ``to_turn`` and each branch's steering where the data has them: data
+            written before ``to_turn`` existed has no decision frames, so its decision figures are None).
         routed: the model sees the route: score the heaviest mode against the branch; else count modes.
-        options: per frame the junction's branches (``"left|right"``), ``""`` on plain road; to_turn: per frame
-            the metres of arc left to the junction's turn-in point (negative past it; None unknown). Both
-            optional (data written before they existed): without them the decision figures are None.
-        branch_steering: per frame the labelling driver's steering for each branch from the frame's pose
-            (``"left:-0.31|right:0.12"``, :func:`parse_branch_steering`), ``""`` when unknown (optional).
         decision_window: metres before the turn-in point that count as the decision (see below).
         neutral: the route-neutral steering (the straight-on command), steering units. band: half-width of
             "straight" around it when judging a mode's side (:func:`side`).
@@ -292,11 +271,11 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
     """
     outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     t = np.asarray(targets, dtype=np.float64).reshape(-1)
-    if not (len(outputs) == len(t) == len(junction) == len(branch)):
-        raise ValueError("outputs, targets, junction and branch need one entry per frame")
+    if not (len(outputs) == len(t) == len(labels)):
+        raise ValueError("outputs, targets and labels need one entry per frame")
     sig = [significant_modes(o, min_weight) for o in outputs]
-    jn = [i for i, j in enumerate(junction) if j]
-    road = [i for i, j in enumerate(junction) if not j]
+    jn = [i for i, j in enumerate(labels) if j.kind]
+    road = [i for i, j in enumerate(labels) if not j.kind]
 
     def share(idx: list[int], ok) -> float | None:
         return float(np.mean([bool(ok(i)) for i in idx])) if idx else None
@@ -311,48 +290,50 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, junction: list[st
     }
     if routed:
         def on_branch(i: int) -> bool:
-            return side(modes(outputs[i])[0].mean, neutral, band) == branch[i]
+            return side(modes(outputs[i])[0].mean, neutral, band) == labels[i].branch
 
-        decisive = [i for i in jn if side(t[i], neutral, band) == branch[i]]
+        decisive = [i for i in jn if side(t[i], neutral, band) == labels[i].branch]
         out["route_mode_frames"] = len(decisive)
         out["route_mode_share"] = share(decisive, on_branch)
         out["route_mode_share_all"] = share(jn, on_branch)
         out["per_kind"] = {k: {"frames": len(idx), "route_mode_share": share(idx, on_branch)}
-                           for k in sorted({junction[i] for i in decisive})
-                           for idx in [[i for i in decisive if junction[i] == k]]}
-    else:
-        tee = [i for i in jn if junction[i] == "T"]
-        turning = [i for i in tee if side(t[i], neutral, band) != "straight"]
-        out["t_frames"] = len(tee)
-        out["t_turning_frames"] = len(turning)
-        out["t_two_sided_share"] = share(turning, lambda i: has_both_sides(sig[i], neutral))
-        out["t_two_sided_share_all"] = share(tee, lambda i: has_both_sides(sig[i], neutral))
-        out["decision_window_m"] = decision_window
-        if options is None or to_turn is None or len(options) != len(t) or len(to_turn) != len(t):
-            out["t_decision_frames"], out["t_decision_share"] = 0, None
-        else:
-            decide = [i for i in tee if to_turn[i] is not None and 0.0 <= to_turn[i] <= decision_window]
-
-            offered = {i: set(options[i].split("|")) for i in decide}
-            parsed = ({i: parse_branch_steering(branch_steering[i]) for i in decide}
-                      if branch_steering is not None and len(branch_steering) == len(t) else {})
-            known = {i: c for i, c in parsed.items() if len(c) >= 2 and offered[i] <= set(c)}
-
-            def by_sign(i: int) -> bool:
-                if offered[i] == {"left", "right"}:
-                    return has_both_sides(sig[i], neutral)
-                return len({side(m.mean, neutral, band) for m in sig[i]} & offered[i]) >= 2
-
-            def covers_two(i: int) -> bool:
-                if i not in known:
-                    return by_sign(i)
-                cmds = {b: v for b, v in known[i].items() if b in offered[i]}
-                return len({min(cmds, key=lambda b: abs(cmds[b] - m.mean)) for m in sig[i]}) >= 2
-
-            out["t_decision_frames"] = len(decide)
-            out["t_decision_share"] = share(decide, covers_two)
-            out["t_decision_share_sign"] = share(decide, by_sign)
-            out["t_decision_by_branch_steering"] = len(known)
-            gaps = [max(c.values()) - min(c.values()) for c in known.values()]
-            out["t_decision_separation"] = float(np.median(gaps)) if gaps else None
+                           for k in sorted({labels[i].kind for i in decisive})
+                           for idx in [[i for i in decisive if labels[i].kind == k]]}
+        return out
+    tee = [i for i in jn if labels[i].kind == "T"]
+    turning = [i for i in tee if side(t[i], neutral, band) != "straight"]
+    out["t_frames"] = len(tee)
+    out["t_turning_frames"] = len(turning)
+    out["t_two_sided_share"] = share(turning, lambda i: has_both_sides(sig[i], neutral))
+    out["t_two_sided_share_all"] = share(tee, lambda i: has_both_sides(sig[i], neutral))
+    out["decision_window_m"] = decision_window
+    out.update(_decision_figures([labels[i] for i in tee], [sig[i] for i in tee], decision_window, neutral, band))
     return out
+
+
+def _decision_figures(labels: list[JunctionLabel], sig: list[tuple[Mode, ...]], window: float, neutral: float,
+                      band: float) -> dict[str, object]:
+    """The unrouted decision figures of :func:`junction_metrics` over T-junction frames (their labels and
+    significant modes)."""
+    decide = [i for i, j in enumerate(labels) if j.to_turn is not None and 0.0 <= j.to_turn <= window]
+    known = {i: c for i in decide for c in [labels[i].commands()] if len(c) >= 2 and labels[i].offered <= set(c)}
+
+    def by_sign(i: int) -> bool:
+        offered = labels[i].offered
+        if offered == {"left", "right"}:
+            return has_both_sides(sig[i], neutral)
+        return len({side(m.mean, neutral, band) for m in sig[i]} & offered) >= 2
+
+    def covers_two(i: int) -> bool:
+        if i not in known:
+            return by_sign(i)
+        cmds = {b: v for b, v in known[i].items() if b in labels[i].offered}
+        return len({min(cmds, key=lambda b: abs(cmds[b] - m.mean)) for m in sig[i]}) >= 2
+
+    def share(ok) -> float | None:
+        return float(np.mean([bool(ok(i)) for i in decide])) if decide else None
+
+    gaps = [max(c.values()) - min(c.values()) for c in known.values()]
+    return {"t_decision_frames": len(decide), "t_decision_share": share(covers_two),
+            "t_decision_share_sign": share(by_sign), "t_decision_by_branch_steering": len(known),
+            "t_decision_separation": float(np.median(gaps)) if gaps else None}

@@ -38,8 +38,10 @@ def map_raster(size: int, junction: bool, branch: str) -> np.ndarray:
 
 
 def make_nav_data(root: Path, frames: int = 120, map_size: int = 16, frame_size: tuple[int, int] = (80, 60),
-                  seed: int = 0) -> Path:
-    """Write the data set to ``root`` and return it. Half the frames are T-junction frames (branches alternate)."""
+                  seed: int = 0, branch_columns: bool = False) -> Path:
+    """Write the data set to ``root`` and return it. Half the frames are T-junction frames (branches alternate).
+    ``branch_columns``: also the ``to_turn`` (0.45 m down to -0.45 m over each block of ten junction frames) and
+    ``branch_steering`` (``left:-0.5|right:0.5``) columns, as data written since they exist."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "maps").mkdir(exist_ok=True)
@@ -52,11 +54,14 @@ def make_nav_data(root: Path, frames: int = 120, map_size: int = 16, frame_size:
         img = rng.integers(0, 255, (frame_size[1], frame_size[0], 3), dtype=np.uint8)
         cv2.imwrite(str(root / "images" / f"{i:06d}.jpg"), img)
         cv2.imwrite(str(root / "maps" / f"{i:06d}.png"), map_raster(map_size, junction, branch))
-        rows.append([f"images/{i:06d}.jpg", f"{steer:.4f}", f"maps/{i:06d}.png", "net0", f"r{i // 20}",
-                     "T" if junction else "", branch, "left|right" if junction else "", 0, 0, 0, 0, 0, 0])
+        row = [f"images/{i:06d}.jpg", f"{steer:.4f}", f"maps/{i:06d}.png", "net0", f"r{i // 20}",
+               "T" if junction else "", branch, "left|right" if junction else "", 0, 0, 0, 0, 0, 0]
+        if branch_columns:
+            row[8:8] = [round(0.45 - 0.1 * (i % 10), 3), "left:-0.5|right:0.5"] if junction else ["", ""]
+        rows.append(row)
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(HEADER)
+        w.writerow(HEADER[:8] + ["to_turn", "branch_steering"] + HEADER[8:] if branch_columns else HEADER)
         w.writerows(rows)
     meta = {"format": "edgecnn-networks-1", "frames": frames, "size": list(frame_size), "seed": seed, "stream": 2,
             "map_spec": {"size": map_size, "extent_m": 8.0, "behind_m": 2.0, "channels": ["roads", "route"]},

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from edgecnn.cli.data_roads import roads as roads_cmd
 from edgecnn.data import networks as netdata
 from edgecnn.data.steering import load_steering_dataset
-from edgecnn.mixture import parse_branch_steering
+from edgecnn.junction import parse_branch_steering
 from edgecnn.navmap import MapSpec, PoseNoise, load_route, rasterise
 from edgecnn.sim.bicycle import CarParams, Pose
 from edgecnn.sim.network import NET_DATA_STREAM, balanced_routes, branch_routes, make_network, net_rng, route_road

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from edgecnn.junction import ROAD, JunctionLabel
 from edgecnn.mixture import (
     IDEAL_COVERAGE,
     LOG_SIGMA_MIN,
@@ -91,18 +92,17 @@ def test_junction_metrics_unrouted_and_routed():
     # three T frames where the branch is taken, one early in the zone (still straight), two road frames
     out = np.stack([two, one_left, one_right, one_left, road, two])
     target = np.array([-0.5, -0.5, 0.5, 0.0, 0.0, 0.0])
-    junction = ["T", "T", "T", "T", "", ""]
-    branch = ["left", "left", "right", "right", "", ""]
-    un = junction_metrics(out, target, junction, branch, routed=False)
+    labels = [JunctionLabel(k, b) for k, b in zip(["T", "T", "T", "T", "", ""], ["left", "left", "right", "right", "", ""])]
+    un = junction_metrics(out, target, labels, routed=False)
     assert un["t_frames"] == 4 and un["t_turning_frames"] == 3
     assert un["t_two_sided_share"] == pytest.approx(1 / 3)  # one_left/right: the 0.1 mode is not significant
     assert un["t_two_sided_share_all"] == pytest.approx(1 / 4)
     assert un["road_frames"] == 2 and un["road_one_mode_share"] == pytest.approx(1 / 2)
-    ro = junction_metrics(out[1:4], target[1:4], junction[1:4], branch[1:4], routed=True)
+    ro = junction_metrics(out[1:4], target[1:4], labels[1:4], routed=True)
     assert ro["route_mode_frames"] == 2 and ro["route_mode_share"] == pytest.approx(1.0)
     assert ro["route_mode_share_all"] == pytest.approx(2 / 3)  # the early frame (heaviest left) counts against
     assert ro["per_kind"]["T"]["frames"] == 2
-    empty = junction_metrics(out[4:], target[4:], ["", ""], ["", ""], routed=True)
+    empty = junction_metrics(out[4:], target[4:], [ROAD, ROAD], routed=True)
     assert empty["route_mode_share"] is None and empty["junction_frames"] == 0
 
 
@@ -118,11 +118,12 @@ def test_junction_decision_frames_are_the_shared_approach_before_the_turn_in():
     # frame 2 is past the turn-in (committed), frame 4 before the window: neither is a decision frame;
     # the crossroads frame is not a T frame
     to_turn = [0.3, 0.1, -0.2, 0.45, 0.9, 0.2]
-    un = junction_metrics(out, target, junction, branch, routed=False, options=options, to_turn=to_turn)
+    un = junction_metrics(out, target, [JunctionLabel(*c) for c in zip(junction, branch, options, to_turn)],
+                          routed=False)
     assert un["t_decision_frames"] == 3
     assert un["t_decision_share"] == pytest.approx(2 / 3)  # one_left shows one branch only
     assert un["decision_window_m"] == 0.5
-    old = junction_metrics(out, target, junction, branch, routed=False)
+    old = junction_metrics(out, target, [JunctionLabel(k, b) for k, b in zip(junction, branch)], routed=False)
     assert old["t_decision_frames"] == 0 and old["t_decision_share"] is None
 
 
@@ -135,16 +136,24 @@ def test_decision_frames_judge_modes_against_the_branches_own_steering():
     target = np.array([0.45, 0.45, 0.05])
     junction, branch, options = ["T"] * 3, ["right", "right", "left"], ["left|right"] * 3
     commands = ["left:0.05|right:0.45", "left:0.05|right:0.45", ""]  # the last frame: older data, sign rule
-    un = junction_metrics(out, target, junction, branch, routed=False, options=options, to_turn=[0.2, 0.3, 0.1],
-                          branch_steering=commands)
+    labels = [JunctionLabel(*c) for c in zip(junction, branch, options, [0.2, 0.3, 0.1], commands)]
+    un = junction_metrics(out, target, labels, routed=False)
     assert un["t_decision_frames"] == 3 and un["t_decision_by_branch_steering"] == 2
     assert un["t_decision_share"] == pytest.approx(1 / 3)  # frame 0 by the branches, frame 2 fails the sign rule
     assert un["t_decision_share_sign"] == 0.0
     assert un["t_decision_separation"] == pytest.approx(0.4)
 
 
+def test_junction_label_round_trips_split_json_cells():
+    label = JunctionLabel("T", "left", "left|right", 0.25, "left:-0.3|right:0.2")
+    assert JunctionLabel.from_cells(label.cells()) == label
+    assert JunctionLabel.from_cells(["T", "left"]) == JunctionLabel("T", "left")  # a row from older data
+    assert label.offered == {"left", "right"} and label.commands() == {"left": -0.3, "right": 0.2}
+    assert ROAD.offered == set() and ROAD.commands() == {}
+
+
 def test_parse_branch_steering_reads_cells_and_rejects_malformed_ones():
-    from edgecnn.mixture import parse_branch_steering
+    from edgecnn.junction import parse_branch_steering
 
     assert parse_branch_steering("left:-0.31|right:0.12") == {"left": -0.31, "right": 0.12}
     assert parse_branch_steering("") == {} and parse_branch_steering("left:x|right:1") == {}

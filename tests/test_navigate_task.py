@@ -22,11 +22,16 @@ def nav_data(tmp_path_factory) -> Path:
     return make_nav_data(tmp_path_factory.mktemp("nav") / "data", frames=120, map_size=MAP_SIZE)
 
 
-def _train(data: Path, out: Path, routed: bool = True):
+@pytest.fixture(scope="module")
+def branch_data(tmp_path_factory) -> Path:
+    return make_nav_data(tmp_path_factory.mktemp("navb") / "data", frames=120, map_size=MAP_SIZE, branch_columns=True)
+
+
+def _train(data: Path, out: Path, routed: bool = True, junction_labels: str = "auto"):
     from edgecnn.train.trainer import train
 
     cfg = TrainConfig(data=str(data), out=str(out), task="navigate", img_size=(66, 66), epochs=1, batch=16,
-                      routed=routed)
+                      routed=routed, junction_labels=junction_labels)
     return train(cfg, log=lambda m: None, verbose=0)
 
 
@@ -84,6 +89,65 @@ def test_unrouted_reads_the_roads_channel_only(nav_data, tmp_path):
     assert r.metrics["junctions"]["decision_window_m"] == 0.5
 
 
+def test_branch_targets_give_every_branch_on_the_approach_only(branch_data):
+    from edgecnn.data.navigation import MAX_BRANCHES, branch_targets, read_navigation
+
+    samples = read_navigation(branch_data)[0]
+    y, spread = branch_targets(samples, every_branch=True)
+    assert y.shape == (120, 2 * MAX_BRANCHES) and y.dtype == np.float32
+    np.testing.assert_allclose(y[:, MAX_BRANCHES:].sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(y[:, 0], np.float32([s.steering for s in samples]))  # column 0: own label
+    approach = [i for i, s in enumerate(samples) if s.junction.kind and s.junction.to_turn >= 0]
+    assert spread == len(approach) == 30  # 6 junction blocks x 5 frames before the turn-in point
+    for i, s in enumerate(samples):
+        if i in approach:
+            other = 0.5 if s.junction.branch == "left" else -0.5
+            assert y[i, 1] == other and list(y[i, MAX_BRANCHES : MAX_BRANCHES + 2]) == [0.5, 0.5]
+        else:  # plain road and past the turn-in point: the route's label only
+            assert list(y[i, MAX_BRANCHES:]) == [1.0, 0.0, 0.0] and not y[i, 1:MAX_BRANCHES].any()
+    route, none = branch_targets(samples, every_branch=False)
+    assert none == 0 and list(route[:, MAX_BRANCHES]) == [1.0] * 120
+
+
+def test_fit_sigma_scale_reads_weighted_labels():
+    from edgecnn.mixture import nll
+    from edgecnn.train.tasks.navigate import fit_sigma_scale
+
+    raw = np.array([[0.0, 0.0, -0.5, 0.5, np.log(0.1), np.log(0.1)]] * 2)
+    y = np.array([[-0.5, 0.5, 0, 0.5, 0.5, 0], [0.0, 0, 0, 1.0, 0, 0]])
+    _, before, _ = fit_sigma_scale(raw, y)
+    want = np.mean([0.5 * nll(raw[0], -0.5) + 0.5 * nll(raw[0], 0.5), nll(raw[1], 0.0)])
+    assert before == pytest.approx(want, abs=1e-9)
+    assert fit_sigma_scale(raw, np.array([-0.5, 0.0]))[1] == pytest.approx(np.mean([nll(raw[0], -0.5),
+                                                                                    nll(raw[1], 0.0)]))
+
+
+def test_unrouted_learns_every_branch_where_the_data_has_them(branch_data, tmp_path):
+    r = _train(branch_data, tmp_path / "branches", routed=False)
+    assert r.metrics["junction_labels"] == "branches" and r.metrics["branch_labelled_train_frames"] > 0
+    assert "junction labels: every branch" in r.data_summary
+    asked = _train(branch_data, tmp_path / "route", routed=False, junction_labels="route")
+    assert asked.metrics["junction_labels"] == "route" and asked.metrics["branch_labelled_train_frames"] == 0
+    assert asked.metrics["nll"] != r.metrics["nll"]  # the labels reached the loss
+
+
+def test_junction_label_errors(nav_data, tmp_path):
+    from edgecnn.train.tasks import get_task
+
+    with pytest.raises(OptionError, match="add --unrouted"):
+        resolve_config(TrainConfig(data="d", out="o", task="navigate", junction_labels="branches"))
+    with pytest.raises(OptionError, match="--task navigate only"):
+        resolve_config(TrainConfig(data="d", out="o", task="steer", junction_labels="route"))
+    with pytest.raises(OptionError, match="must be one of"):
+        resolve_config(TrainConfig(data="d", out="o", task="navigate", junction_labels="all"))
+    cfg = resolve_config(TrainConfig(data=str(nav_data), out=str(tmp_path / "o"), task="navigate", routed=False,
+                                     junction_labels="branches"))
+    with pytest.raises(DataError, match="no branch_steering column"):
+        get_task("navigate").load_data(cfg)
+    auto = resolve_config(TrainConfig(data=str(nav_data), out=str(tmp_path / "o"), task="navigate", routed=False))
+    assert get_task("navigate").load_data(auto).junction_labels == "route"  # older data: the route's label
+
+
 def test_calibration_stores_both_inputs(routed_run, tmp_path):
     from edgecnn.quantize import calibration as cal
     from edgecnn.train.run import load_run
@@ -137,6 +201,20 @@ def test_int8_model_has_two_named_inputs(routed_run, tmp_path):
     specs = [TensorSpec("serving_default_map:0", 0, (1, 16, 16, 2), "int8"),
              TensorSpec("serving_default_image:0", 1, (1, 66, 66, 3), "int8")]
     assert [n for _, n in bind_inputs(specs, ["image", "map"])] == ["map", "image"]
+
+
+def test_export_scores_the_junctions_of_every_exported_model(routed_run, tmp_path):
+    from edgecnn.export.bundle import export_run
+    from edgecnn.quantize import calibration as cal
+
+    path, _ = cal.build(cal.source_from_run(routed_run), tmp_path / "cal", count=30)
+    r = export_run(routed_run, path, tmp_path / "bundle", precisions=("int8", "fp32"))
+    metrics = json.loads((r.root / "model_card.json").read_text())["metrics"]
+    assert {"float_keras", "model_int8.tflite", "model_fp32.tflite"} <= set(metrics)
+    trained = json.loads((routed_run / "metrics.json").read_text())["junctions"]
+    for name, m in metrics.items():
+        assert m["junctions"]["junction_frames"] == trained["junction_frames"] > 0, name
+        assert 0 <= m["junctions"]["route_mode_share_all"] <= 1, name
 
 
 def test_option_and_data_errors(nav_data, tmp_path):

@@ -111,6 +111,48 @@ def test_gmm_loss_matches_the_numpy_mixture(keras):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_weighted_gmm_loss_is_the_weighted_numpy_nll(keras):
+    from edgecnn.models.gmm import gmm_nll, gmm_nll_weighted
+
+    rng = np.random.default_rng(2)
+    k, m = 3, 3
+    out = np.concatenate(
+        [rng.uniform(-3, 3, (6, k)), rng.uniform(-1, 1, (6, k)), rng.uniform(mixture.LOG_SIGMA_MIN, 0, (6, k))], 1
+    ).astype(np.float32)
+    steer = rng.uniform(-1, 1, (6, m)).astype(np.float32)
+    w = rng.dirichlet(np.ones(m), 6).astype(np.float32)
+    w[0] = [1, 0, 0]  # one label only: the plain loss
+    got = keras.ops.convert_to_numpy(gmm_nll_weighted(np.concatenate([steer, w], 1), out))
+    want = [sum(w[i, j] * mixture.nll(out[i], float(steer[i, j])) for j in range(m)) for i in range(6)]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    plain = keras.ops.convert_to_numpy(gmm_nll(steer[:1, :1], out[:1]))
+    assert got[0] == pytest.approx(float(plain[0]), abs=1e-5)
+
+
+def test_weighted_labels_teach_a_branch_the_route_never_took(keras):
+    """Every frame's route went left (-0.6); the right branch (+0.6) is only known as the second label at weight
+    0.5 (as `branch_targets` gives an unrouted model at a junction's approach). The route labels alone teach one
+    mode; the weighted labels teach both."""
+    from edgecnn.models.gmm import gmm_head, gmm_nll_weighted
+
+    rng = np.random.default_rng(0)
+    x = np.ones((512, 4), np.float32)
+    left = -0.6 + rng.normal(0, 0.05, 512)
+    right = 0.6 + rng.normal(0, 0.05, 512)
+    found = {}
+    for name, w in (("route", 0.0), ("branches", 0.5)):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((4,))
+        model = keras.Model(inp, gmm_head(keras.layers.Dense(16, activation="relu")(inp), 2))
+        model.compile(optimizer=keras.optimizers.Adam(0.02), loss=gmm_nll_weighted)
+        y = np.stack([left, right, np.full(512, 1 - w), np.full(512, w)], 1).astype(np.float32)
+        model.fit(x, y, epochs=60, batch_size=128, verbose=0)
+        found[name] = mixture.significant_modes(model.predict(x[:1], verbose=0)[0])
+    assert [round(m.mean, 1) for m in found["route"]] == pytest.approx([-0.6], abs=0.11)
+    assert sorted(round(m.mean, 1) for m in found["branches"]) == pytest.approx([-0.6, 0.6], abs=0.11)
+    assert min(m.weight for m in found["branches"]) > 0.3
+
+
 def test_mixture_maths():
     # Two equal components at -0.5 and +0.5 with sigma 0.1: mean 0, std sqrt(0.01 + 0.25).
     out = np.array([0, 0, -0.5, 0.5, math.log(0.1), math.log(0.1)])

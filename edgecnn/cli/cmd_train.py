@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from edgecnn.contract import RESIZE_METHODS
+from edgecnn.data.navigation import JUNCTION_LABELS
 from edgecnn.models.registry import list_models
 from edgecnn.sizes import format_size, parse_size
 from edgecnn.train.cluster import STRATEGIES, DistributeOptions, parse_workers
@@ -78,6 +79,12 @@ def _size_help() -> str:
 @click.option("--unrouted", is_flag=True, default=not DEFAULTS["routed"],
               help="--task navigate: the map shows the roads only (no route channel); the mixture must then show "
                    "every branch at a junction. Default: routed (roads + route).")
+@click.option("--junction-labels", type=click.Choice(JUNCTION_LABELS), default=DEFAULTS["junction_labels"],
+              show_default=True,
+              help="--task navigate: what a junction frame is labelled with. route: the branch its route took. "
+                   "branches: on the approach, every branch's steering (the data's branch_steering column) at "
+                   "equal weight, since an unrouted model cannot see which one the route takes. auto: branches "
+                   "for --unrouted on data that has the column, else route.")
 @click.option("--overwrite", is_flag=True, help="Delete OUT and train from scratch.")
 @click.option("--force", is_flag=True,
               help=f"Train even on data under the floor (fewer than {MIN_PER_CLASS} images in a class); the "
@@ -97,7 +104,7 @@ def _size_help() -> str:
 @click.option("--dump-weights", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Write this process's final weights to an .npz (tests).")
 def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augment, input_range, head, components, throttle,
-        crop, resize, unrouted, overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
+        crop, resize, unrouted, junction_labels, overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
     """Train a compact CNN on DATA and write a run folder.
 
     DATA is an image folder (one sub-folder per class) for classification, or a steering data set (Donkey Car
@@ -117,7 +124,7 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
         data=data, out=out, arch=arch, task=task, img_size=parse_size(img_size) if img_size else None, epochs=epochs,
         batch=batch, seed=seed, lr=lr, patience=patience, augment=augment, input_range=input_range, head=head,
         components=components, throttle=throttle, cache_dir=cache_dir, routed=not unrouted, crop=crop,
-        resize=resize,
+        resize=resize, junction_labels=junction_labels,
     )
     try:
         result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist, force=force)

@@ -14,7 +14,6 @@ from edgecnn.compare.variants import PRECISIONS, Variant, build_variants, precis
 from edgecnn.errors import ModelError
 from edgecnn.export.model_card import run_warnings
 from edgecnn.runtime.environment import describe_environment
-from edgecnn.navmap import PoseNoise
 from edgecnn.runtime.model_policy import ModelPolicy, NavModelPolicy
 from edgecnn.runtime.precision import KERAS_REFERENCE
 from edgecnn.sim.navigate import NavConfig, simulate_networks
@@ -156,9 +155,8 @@ def _closed_loop(path: Path, count: int, threads: int | None, task: str) -> dict
     noise its contract states) with the model at ``path``; the figures of ``edgecnn simulate --json``."""
     keys = ("autonomy", "departures", "mean_abs_offset", "max_abs_offset", "distance")
     if task == "navigate":
-        policy = NavModelPolicy(path, threads=threads)
-        noise = getattr(policy, "pose_noise", None) or PoseNoise()
-        r = simulate_networks(policy, NavConfig(routes=count, seed=1000, pose_noise=noise)).to_dict()
+        policy = NavModelPolicy(path, threads=threads)  # its contract always states the pose noise
+        r = simulate_networks(policy, NavConfig(routes=count, seed=1000, pose_noise=policy.pose_noise)).to_dict()
         return {k: r[k] for k in ("junctions", "junction_success", "route_completion", *keys)}
     r = simulate(ModelPolicy(path, threads=threads), SimConfig(roads=count, seed=1000)).to_dict()
     return {k: r[k] for k in keys}

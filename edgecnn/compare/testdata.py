@@ -110,8 +110,7 @@ def _navigation_test_data(run, data: str | None, limit: int | None) -> TestData:
         rows = run.splits.get("test", ())
         if not rows:
             raise DataError(f"{run.root} has no test split; pass --data with a `data roads --networks` folder")
-        samples = [NavSample(i.path, float(i.target), i.map or "", i.junction, i.branch, options=i.options,
-                             to_turn=i.to_turn, branch_steering=i.branch_steering) for i in rows]
+        samples = [NavSample(i.path, float(i.target), i.map or "", i.junction) for i in rows]
         source = f"test split of {run.data}"
     else:
         found, spec, _, _ = read_navigation(data)

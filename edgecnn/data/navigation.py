@@ -22,6 +22,7 @@ import numpy as np
 from edgecnn.contract import Contract
 from edgecnn.data.steering_samples import BAD_ANGLE, BAD_ROW, MISSING_IMAGE, check_unit
 from edgecnn.errors import DataError
+from edgecnn.junction import ROAD, JunctionLabel
 from edgecnn.metrics import steering_metrics
 from edgecnn.mixture import IDEAL_COVERAGE, coverage, junction_metrics, nll
 from edgecnn.navmap import MapSpec, PoseNoise
@@ -30,6 +31,8 @@ from edgecnn.outputs import decode_steering
 ROUTED_CHANNELS = ("roads", "route")
 UNROUTED_CHANNELS = ("roads",)
 MISSING_MAP = "missing map raster"
+MAX_BRANCHES = 3  # a crossroads offers left, straight and right
+JUNCTION_LABELS = ("auto", "route", "branches")
 
 
 @dataclass(frozen=True)
@@ -39,31 +42,21 @@ class NavSample:
     Attributes:
         path: absolute camera image path. map_path: absolute map PNG path.
         steering: the ideal driver's steering in [-1, 1], positive = right.
-        junction: ``""`` on plain road, else the junction kind (``"T"``, ``"cross"``, ``"fork"``) when the frame
-            is in a junction zone. branch: the route's branch there (``"left"``, ``"straight"``, ``"right"``).
+        junction: the frame's junction annotation (:class:`~edgecnn.junction.JunctionLabel`; kind ``""`` on
+            plain road).
         network, route: ids of the network and route the frame was driven on.
-        options: the branches the junction offers (``"left|right"``; ``""`` on plain road).
-        to_turn: metres of arc left to the junction's turn-in point (negative past it; None on plain road or in
-            data written before the column existed).
-        branch_steering: the driver's steering for each of the junction's branches from this pose
-            (``"left:-0.31|right:0.12"``); ``""`` on plain road or in older data.
     """
 
     path: str
     steering: float
     map_path: str
-    junction: str = ""
-    branch: str = ""
+    junction: JunctionLabel = ROAD
     network: str = ""
     route: str = ""
-    options: str = ""
-    to_turn: float | None = None
-    branch_steering: str = ""
 
     def entry(self) -> list[Any]:
         """The split.json row: ``[image, steering, map, junction, branch, options, to_turn, branch_steering]``."""
-        return [self.path, self.steering, self.map_path, self.junction, self.branch, self.options, self.to_turn,
-                self.branch_steering]
+        return [self.path, self.steering, self.map_path, *self.junction.cells()]
 
 
 def read_navigation(root: str | Path) -> tuple[tuple[NavSample, ...], dict[str, Any], dict[str, Any], dict[str, int]]:
@@ -107,13 +100,54 @@ def read_navigation(root: str | Path) -> tuple[tuple[NavSample, ...], dict[str, 
         if not (r.get("map") or "").strip() or not grid.is_file():
             faults[MISSING_MAP] += 1
             continue
-        samples.append(NavSample(str(img.resolve()), steering, str(grid.resolve()), (r.get("junction") or "").strip(),
-                                 (r.get("branch") or "").strip(), (r.get("network") or "").strip(),
-                                 (r.get("route") or "").strip(), (r.get("options") or "").strip(),
-                                 _metres(r.get("to_turn")), (r.get("branch_steering") or "").strip()))
+        label = JunctionLabel(_cell(r, "junction"), _cell(r, "branch"), _cell(r, "options"), _metres(r.get("to_turn")),
+                              _cell(r, "branch_steering"))
+        samples.append(NavSample(str(img.resolve()), steering, str(grid.resolve()), label, _cell(r, "network"),
+                                 _cell(r, "route")))
     if not samples:
         raise DataError(f"{labels}: no usable frames ({', '.join(f'{n} {k}' for k, n in faults.items())})")
     return tuple(samples), dict(info["map_spec"]), dict(info.get("pose_noise") or {}), dict(faults)
+
+
+def _cell(row: dict[str, str | None], column: str) -> str:
+    """A labels.csv cell, stripped; ``""`` when the column is absent."""
+    return (row.get(column) or "").strip()
+
+
+def has_branch_steering(samples) -> bool:
+    """True when any frame of ``samples`` (:class:`NavSample`) knows every branch's steering (data written with
+    the ``branch_steering`` column)."""
+    return any(len(s.junction.commands()) >= 2 for s in samples)
+
+
+def branch_targets(samples, every_branch: bool) -> tuple[np.ndarray, int]:
+    """Training targets of a navigation model -> (``float32 (N, 2 * MAX_BRANCHES)``, frames given every branch).
+
+    Row layout: ``[steering_0 .. steering_{M-1}, weight_0 .. weight_{M-1}]`` (steering in [-1, 1], positive =
+    right; weights >= 0 summing to 1), for the weighted loss :func:`edgecnn.models.gmm.gmm_nll_weighted`.
+    Column 0 is always the frame's own label (the route's branch), so ``y[:, 0]`` is the steering target.
+
+    ``every_branch`` (an unrouted model): on a junction's shared approach (``to_turn >= 0``), where camera and
+    roads map are the same whichever branch the route takes, a frame whose ``branch_steering`` is known gets
+    each branch's steering at weight ``1/k`` (k branches): its loss is the NLL averaged over the branches, the
+    expected loss had the route picked a branch at random, instead of the one branch this route happened to
+    take. Everywhere else (plain road, past the turn-in point, routed models, older data) one label, weight 1.
+    """
+    y = np.zeros((len(samples), 2 * MAX_BRANCHES), np.float32)
+    spread = 0
+    for i, s in enumerate(samples):
+        y[i, 0], y[i, MAX_BRANCHES] = s.steering, 1.0
+        j = s.junction
+        if not every_branch or j.to_turn is None or j.to_turn < 0:
+            continue
+        cmds = j.commands()
+        others = [v for b, v in cmds.items() if b != j.branch]
+        if j.branch not in cmds or not others or len(cmds) > MAX_BRANCHES:
+            continue
+        y[i, 1 : 1 + len(others)] = others
+        y[i, MAX_BRANCHES : MAX_BRANCHES + len(cmds)] = 1.0 / len(cmds)
+        spread += 1
+    return y, spread
 
 
 def _metres(text: str | None) -> float | None:
@@ -145,7 +179,8 @@ def pose_noise_for(noise: dict[str, Any]) -> PoseNoise | None:
 
 def navigation_metrics(raw: np.ndarray, samples, contract: Contract, baseline: float | None = None) -> dict[str, Any]:
     """metrics.json figures of a navigation (or any gmm steering) model from its raw outputs ``float (N, 3K)`` on
-    ``samples`` (objects with ``steering``, ``junction``, ``branch``), in order."""
+    ``samples`` (objects with ``steering`` and ``junction``, a :class:`~edgecnn.junction.JunctionLabel`), in
+    order."""
     target = np.array([s.steering for s in samples], np.float64)
     decoded = decode_steering(raw, contract)
     metrics = steering_metrics(decoded.steering, target, decoded.std, baseline=baseline)
@@ -153,8 +188,5 @@ def navigation_metrics(raw: np.ndarray, samples, contract: Contract, baseline: f
     metrics["coverage"] = coverage(raw, target)
     metrics["coverage_ideal"] = {k: round(v, 4) for k, v in IDEAL_COVERAGE.items()}
     routed = bool((getattr(contract, "map", None) or {}).get("routed", False))
-    metrics["junctions"] = junction_metrics(raw, target, [s.junction for s in samples], [s.branch for s in samples],
-                                            routed=routed, options=[s.options for s in samples],
-                                            to_turn=[s.to_turn for s in samples],
-                                            branch_steering=[s.branch_steering for s in samples])
+    metrics["junctions"] = junction_metrics(raw, target, [s.junction for s in samples], routed=routed)
     return metrics

@@ -33,6 +33,7 @@ from edgecnn.export import model_card as mc
 from edgecnn.export.c_array import parse_c_array, to_c_array
 from edgecnn.export.edgetpu import EdgeTpuReport, readiness
 from edgecnn.export.micro_check import MicroCheck, check
+from edgecnn.junction import JunctionLabel
 from edgecnn.labels import format_labels
 from edgecnn.mixture import junction_metrics
 from edgecnn.quantize.calibration import in_calibration
@@ -73,21 +74,14 @@ class EvalSplit:
         targets: ``int64 N`` class indexes (classify) or ``float32 N`` steering values (steer).
         paths: the N image files, in order.
         excluded: test images left out because they are also in the calibration set.
-        junction, branch: navigation runs: per frame the junction kind (``""`` on plain road) and the route's
-            branch; empty otherwise. options, to_turn, branch_steering: navigation runs: the junction's
-            branches, the metres left to its turn-in point and each branch's steering (see
-            :class:`edgecnn.train.run.Item`).
+        junctions: navigation runs: per frame its :class:`~edgecnn.junction.JunctionLabel`; empty otherwise.
     """
 
     inputs: Inputs
     targets: np.ndarray
     paths: tuple[str, ...]
     excluded: int
-    junction: tuple[str, ...] = ()
-    branch: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-    to_turn: tuple[float | None, ...] = ()
-    branch_steering: tuple[str, ...] = ()
+    junctions: tuple[JunctionLabel, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -252,10 +246,7 @@ def load_test_split(prep: Prepared, log: Log) -> EvalSplit:
                else np.asarray([i.target for i in kept]))
     inputs = load_model_inputs(list(paths), c, [i.map or "" for i in kept])
     nav = c.task == "navigate"
-    return EvalSplit(inputs, targets, paths, excluded, tuple(i.junction for i in kept) if nav else (),
-                     tuple(i.branch for i in kept) if nav else (), tuple(i.options for i in kept) if nav else (),
-                     tuple(i.to_turn for i in kept) if nav else (),
-                     tuple(i.branch_steering for i in kept) if nav else ())
+    return EvalSplit(inputs, targets, paths, excluded, tuple(i.junction for i in kept) if nav else ())
 
 
 def convert_step(prep: Prepared, precisions: Sequence[str], io: str, log: Log) -> Converted:
@@ -285,10 +276,9 @@ def score_step(prep: Prepared, conv: Converted, test: EvalSplit, log: Log) -> Sc
     exported = {p: predict(data, test.inputs) for p, data in conv.models.items()}
     def scored(out: np.ndarray) -> dict[str, Any]:
         d = score_outputs(out, test.targets, contract).to_dict()
-        if test.junction:  # navigation: the junction figures of metrics.json, for every exported model too
-            d["junctions"] = junction_metrics(out, test.targets, test.junction, test.branch,
-                                              routed=bool(contract.map.get("routed")), options=test.options,
-                                              to_turn=test.to_turn, branch_steering=test.branch_steering)
+        if test.junctions:  # navigation: the junction figures of metrics.json, for every exported model too
+            d["junctions"] = junction_metrics(out, test.targets, test.junctions,
+                                              routed=bool(contract.map.get("routed")))
         return d
 
     metrics: dict[str, dict[str, Any]] = {"float_keras": scored(keras_out)}

@@ -58,6 +58,29 @@ def gmm_nll(y_true, y_pred):
 
 
 @keras.saving.register_keras_serializable(package="edgecnn")
+def gmm_nll_weighted(y_true, y_pred):
+    """The mixture NLL (nats) averaged over several labels per sample, for ``model.compile``.
+
+    ``y_true``: (B, 2M) float ``[steering_0 .. steering_{M-1}, weight_0 .. weight_{M-1}]``, weights >= 0 summing
+    to 1 per row (:func:`edgecnn.data.navigation.branch_targets`: an unrouted navigation model at a junction's
+    approach learns every branch). ``y_pred``: (B, 3K) from :func:`gmm_head`. Returns (B,) losses: the sum over
+    m of ``weight_m * NLL(steering_m)``. With M = 1 and weight 1 it is :func:`gmm_nll`.
+    """
+    from keras import ops  # lazy: keras
+
+    y_pred = ops.cast(y_pred, "float32")
+    k = y_pred.shape[-1] // 3
+    y = ops.cast(y_true, "float32")
+    m = y.shape[-1] // 2
+    targets, weights = y[:, :m, None], y[:, m:]  # (B, M, 1), (B, M)
+    logits, means, log_sigmas = y_pred[:, None, :k], y_pred[:, None, k : 2 * k], y_pred[:, None, 2 * k :]
+    log_w = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+    z = (targets - means) * ops.exp(-log_sigmas)
+    log_p = log_w - 0.5 * z * z - log_sigmas - _LOG_SQRT_2PI  # (B, M, K)
+    return -ops.sum(weights * ops.logsumexp(log_p, axis=-1), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="edgecnn")
 def gmm_mean(y_pred):
     """(B, 3K) -> (B,) mixture mean steering, for metrics such as the mean absolute error in training."""
     from keras import ops  # lazy: keras

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.contract import COLOR_ORDERS, INPUT_RANGES, RESIZE_METHODS
+from edgecnn.data.navigation import JUNCTION_LABELS
 from edgecnn.errors import OptionError
 from edgecnn.models.registry import get_spec
 from edgecnn.sizes import format_size
@@ -41,6 +42,10 @@ class TrainConfig:
         head, components, throttle: steering head options; a task with one head (``navigate``: gmm) takes it
             when ``head`` is left at its default.
         routed: ``navigate`` only: the map has the route channel (default); False (``--unrouted``) = roads only.
+        junction_labels: ``navigate`` only, what a junction frame is labelled with (one of
+            :data:`edgecnn.data.navigation.JUNCTION_LABELS`): ``"route"`` the route's branch, ``"branches"`` every
+            branch on the shared approach (unrouted models; data with ``branch_steering``), ``"auto"`` (default)
+            ``branches`` where it applies, else ``route``.
         cache_dir: cache preprocessed images on disk under this folder (data sets larger than memory); it does
             not change the model, so a run may resume with another one.
         crop: ``(top, bottom)`` rows removed from every frame before resizing (``--crop 40,0``: a Donkey Car
@@ -69,6 +74,7 @@ class TrainConfig:
     throttle: bool = False
     cache_dir: str | None = None
     routed: bool = True
+    junction_labels: str = "auto"
     crop: tuple[int, ...] = ()
     resize: str = "area"
 
@@ -125,6 +131,14 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         head = task.heads[0]  # the task's only head, when the user left --head at its default
     if not config.routed and config.task != "navigate":
         raise OptionError(f"--unrouted applies to --task navigate only, not {config.task}")
+    if config.junction_labels not in JUNCTION_LABELS:
+        raise OptionError(f"--junction-labels must be one of {', '.join(JUNCTION_LABELS)}, got: "
+                          f"{config.junction_labels!r}")
+    if config.junction_labels != "auto" and config.task != "navigate":
+        raise OptionError(f"--junction-labels applies to --task navigate only, not {config.task}")
+    if config.junction_labels == "branches" and config.routed:
+        raise OptionError("--junction-labels branches is for an unrouted model (add --unrouted): a routed model "
+                          "sees the route, so it learns the route's branch only")
     config = dataclasses.replace(config, head=head)
     if task.heads and config.head not in task.heads:
         raise OptionError(f"--head {config.head} is not a {config.task} head; choose one of: {', '.join(task.heads)}")

@@ -24,6 +24,7 @@ from typing import Any
 
 from edgecnn.contract import Contract
 from edgecnn.errors import DataError, ModelError
+from edgecnn.junction import ROAD, JunctionLabel
 from edgecnn.train.tasks import list_tasks
 
 MODEL_FILE = "model.keras"
@@ -46,22 +47,15 @@ class Item:
         target: class index (classify) or steering in [-1, 1], positive = right (steer).
         throttle: throttle in [-1, 1] for steer runs that record it, else None.
         map: navigate runs: the frame's map raster PNG (absolute path), else None.
-        junction, branch: navigate runs: the junction kind (``""`` on plain road) and the route's branch there.
-        options: navigate runs: the branches the junction offers (``"left|right"``), ``""`` on plain road.
-        to_turn: navigate runs: metres of arc left to the junction's turn-in point (negative past it), or None.
-        branch_steering: navigate runs: the driver's steering for each of the junction's branches
-            (``"left:-0.31|right:0.12"``, see :mod:`edgecnn.data.networks`), ``""`` when unknown.
+        junction: navigate runs: the frame's junction annotation (:class:`~edgecnn.junction.JunctionLabel`,
+            kind ``""`` on plain road); other runs: plain road.
     """
 
     path: str
     target: float
     throttle: float | None = None
     map: str | None = None
-    junction: str = ""
-    branch: str = ""
-    options: str = ""
-    to_turn: float | None = None
-    branch_steering: str = ""
+    junction: JunctionLabel = ROAD
 
 
 @dataclass(frozen=True)
@@ -102,10 +96,7 @@ def _read_splits(path: Path) -> tuple[str, dict[str, tuple[Item, ...]], str]:
         for name in SPLITS:
             rows = doc["splits"].get(name, [])
             if task == "navigate":
-                splits[name] = tuple(Item(str(r[0]), float(r[1]), None, str(r[2]), str(r[3] or ""), str(r[4] or ""),
-                                          str(r[5] or "") if len(r) > 5 else "",
-                                          float(r[6]) if len(r) > 6 and r[6] is not None else None,
-                                          str(r[7] or "") if len(r) > 7 else "")
+                splits[name] = tuple(Item(str(r[0]), float(r[1]), None, str(r[2]), JunctionLabel.from_cells(r[3:]))
                                      for r in rows)
             elif task == "steer":
                 splits[name] = tuple(Item(str(r[0]), float(r[1]), None if len(r) < 3 or r[2] is None else float(r[2]))

@@ -9,7 +9,10 @@ steer`` splits the same frames (same reader order, block and seed), so an image-
 same folder is tested on the same junctions.
 
 No augmentation: a mirror flip would show left-lane driving and a mirrored map; the generator already varies
-lighting, surfaces and the camera. Loss: the mixture's negative log-likelihood (:func:`edgecnn.models.gmm.gmm_nll`).
+lighting, surfaces and the camera. Loss: the mixture's negative log-likelihood, per frame averaged over its labels
+(:func:`edgecnn.models.gmm.gmm_nll_weighted`). Junction labels (``--junction-labels``): a routed model learns the
+route's branch; an unrouted one, on data with the ``branch_steering`` column, learns every branch on a junction's
+shared approach (:func:`edgecnn.data.navigation.branch_targets`), since nothing it sees tells the branches apart.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from edgecnn.data.navigation import (  # re-exported: the reader and metrics liv
     ROUTED_CHANNELS,
     UNROUTED_CHANNELS,
     NavSample,
+    branch_targets,
+    has_branch_steering,
     map_spec_for,
     navigation_metrics,
     pose_noise_for,
@@ -66,15 +71,26 @@ class NavData:
     map_spec: dict[str, Any]
     pose_noise: dict[str, Any]
     faults: dict[str, int]
+    junction_labels: str = "route"  # "route" or "branches" (resolved from --junction-labels and the data)
 
     @property
     def summary(self) -> str:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.splits.items())
-        kinds = Counter(s.junction or "road" for s in self.samples)
+        kinds = Counter(s.junction.kind or "road" for s in self.samples)
         faults = ", ".join(f"{n} {k}" for k, n in self.faults.items())
+        labels = (f"; junction labels: every branch on the approach ({self.branch_labelled('train')} training "
+                  "frames)" if self.junction_labels == "branches" else "")
         return (f"data: {len(self.samples)} frames (road networks: "
                 + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")"
-                + (f"; skipped {faults}" if faults else "") + f"; time-block split: {sizes}")
+                + (f"; skipped {faults}" if faults else "") + f"; time-block split: {sizes}" + labels)
+
+    def targets(self, split: str) -> np.ndarray:
+        """``float32 (N, 2 * MAX_BRANCHES)`` targets of ``split`` (:func:`branch_targets`)."""
+        return branch_targets(self.splits[split], self.junction_labels == "branches")[0]
+
+    def branch_labelled(self, split: str) -> int:
+        """How many frames of ``split`` are labelled with every branch."""
+        return branch_targets(self.splits[split], self.junction_labels == "branches")[1]
 
     def split_rows(self) -> dict[str, list[list[Any]]]:
         return {k: [s.entry() for s in v] for k, v in self.splits.items()}
@@ -102,7 +118,8 @@ class NavigateTask(Task):
                             "left-lane roads); omit it")
         map_spec_for(spec, config.routed)  # a malformed map_spec fails here, before any training
         pose_noise_for(noise)
-        return NavData(str(Path(config.data).resolve()), samples, splits, spec, noise, faults)
+        return NavData(str(Path(config.data).resolve()), samples, splits, spec, noise, faults,
+                       junction_labels(config, samples))
 
     def check_data(self, data: NavData) -> DataCheck:
         return check_steering({k: len(v) for k, v in data.splits.items()})
@@ -126,8 +143,7 @@ class NavigateTask(Task):
         return ROUTED_CHANNELS if config.routed else UNROUTED_CHANNELS
 
     def arrays(self, data: NavData, split: str, config) -> tuple[list[str], np.ndarray]:
-        samples = data.splits[split]
-        return [s.path for s in samples], np.asarray([[s.steering] for s in samples], np.float32).reshape(-1, 1)
+        return [s.path for s in data.splits[split]], data.targets(split)
 
     def augment(self, contract: Contract, config):
         return None
@@ -146,12 +162,12 @@ class NavigateTask(Task):
     def compile(self, model, config) -> None:
         import keras  # lazy: keras
 
-        from edgecnn.models.gmm import gmm_mean, gmm_nll  # lazy: keras
+        from edgecnn.models.gmm import gmm_mean, gmm_nll_weighted  # lazy: keras
 
-        def steering_mae(y_true, y_pred):
+        def steering_mae(y_true, y_pred):  # against column 0, the frame's own label
             return keras.ops.mean(keras.ops.abs(y_true[:, 0] - gmm_mean(y_pred)))
 
-        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=gmm_nll, metrics=[steering_mae])
+        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=gmm_nll_weighted, metrics=[steering_mae])
 
     def calibrate(self, model, data: NavData, contract: Contract, config) -> dict[str, Any]:
         """Scale the mixture's sigmas by the one factor that minimises the validation NLL (temperature scaling,
@@ -159,8 +175,7 @@ class NavigateTask(Task):
         and the device agree). The test split stays untouched. Returns ``{"sigma_scale": factor,
         "val_nll_before": ..., "val_nll_after": ...}`` for metrics.json."""
         raw = model.predict(self.dataset(data, "val", contract, config, training=False), verbose=0)
-        targets = np.array([s.steering for s in data.splits["val"]])
-        scale, before, after = fit_sigma_scale(raw, targets)
+        scale, before, after = fit_sigma_scale(raw, data.targets("val"))
         layer = model.get_layer(LOG_SIGMAS_LAYER)
         layer.offset = float(layer.offset) + math.log(scale)
         return {"sigma_scale": round(scale, 4), "val_nll_before": before, "val_nll_after": after}
@@ -168,22 +183,45 @@ class NavigateTask(Task):
     def evaluate(self, model, data: NavData, contract: Contract, config) -> dict[str, Any]:
         """Held-out metrics: MAE, NLL, coverage at 1/2/3 sigma against the ideal, junction modes."""
         raw = model.predict(self.dataset(data, "test", contract, config, training=False), verbose=0)
-        return navigation_metrics(raw, data.splits["test"], contract,
-                                  baseline=float(np.mean([s.steering for s in data.splits["train"]])))
+        metrics = navigation_metrics(raw, data.splits["test"], contract,
+                                     baseline=float(np.mean([s.steering for s in data.splits["train"]])))
+        metrics["junction_labels"] = data.junction_labels
+        metrics["branch_labelled_train_frames"] = data.branch_labelled("train")
+        return metrics
+
+
+def junction_labels(config, samples) -> str:
+    """``--junction-labels`` resolved against the data: ``"auto"`` -> ``"branches"`` for an unrouted model on
+    data with the ``branch_steering`` column, else ``"route"``. DataError (one line) for ``branches`` on data
+    without the column."""
+    asked = getattr(config, "junction_labels", "auto")
+    known = has_branch_steering(samples)
+    if asked == "auto":
+        return "branches" if not config.routed and known else "route"
+    if asked == "branches" and not known:
+        raise DataError(f"{config.data}: no branch_steering column, so --junction-labels branches has nothing to "
+                        "learn from; regenerate with `edgecnn data roads OUT --networks`, or use "
+                        "--junction-labels route")
+    return asked
 
 
 def fit_sigma_scale(raw: np.ndarray, targets: np.ndarray,
                     scales: tuple[float, ...] = SIGMA_SCALES) -> tuple[float, float, float]:
     """``(factor, mean NLL at 1, mean NLL at factor)``: the factor from ``scales`` that, multiplying every sigma of
-    the mixtures ``raw`` (float (N, 3K) raw gmm vectors), minimises their mean NLL (nats) on ``targets`` (float
-    (N,) steering). Log-sigmas are clipped as the device clips them (:func:`edgecnn.mixture.split`)."""
+    the mixtures ``raw`` (float (N, 3K) raw gmm vectors), minimises their mean NLL (nats) on ``targets``: float
+    (N,) steering, or float (N, 2M) weighted labels as :func:`branch_targets` makes them (the training loss).
+    Log-sigmas are clipped as the device clips them (:func:`edgecnn.mixture.split`)."""
     raw = np.asarray(raw, np.float64).reshape(len(raw), -1)
     k = raw.shape[1] // 3
+    y = np.asarray(targets, np.float64)
+    y = np.stack([y, np.ones_like(y)], axis=1) if y.ndim == 1 else y.reshape(len(y), -1)
+    m = y.shape[1] // 2
 
     def mean_nll(factor: float) -> float:
         shifted = raw.copy()
         shifted[:, 2 * k :] += math.log(factor)
-        return float(np.mean([nll(r, t) for r, t in zip(shifted, targets)]))
+        return float(np.mean([sum(w * nll(r, t) for t, w in zip(row[:m], row[m:]) if w > 0)
+                              for r, row in zip(shifted, y)]))
 
     scored = [(mean_nll(f), f) for f in scales]
     best, factor = min(scored)
