@@ -41,6 +41,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from report_io import emit
 
 from edgecnn.data.tub import read_tub
 from edgecnn.outputs import decode_steering
@@ -284,12 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"threads": args.threads, "frames_per_run": args.frames, "rounds": args.rounds, "loops": results,
               "int8_vs_fp32": ratios, "byte_identity": identity, "delegation": delegation, "donkeycar": side,
               "environment": _environment()}
-    log(format_report(report))
-    text = json.dumps(report, indent=1)
-    if args.json:
-        args.json.write_text(text + "\n")
-    else:
-        print(text)
+    emit(report, format_report(report), args.json)
     return 0
 
 

@@ -39,13 +39,13 @@ after, since the machine may be shared.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from report_io import emit
 
 from edgecnn.runtime.inspect import read_model_info
 from edgecnn.runtime.interpreter import make_interpreter
@@ -375,12 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{name}: building {len(BUILDS)} variants and timing {len(VARIANTS)}")
         rep["rows"].append(measure_row(name, model, calib, args.rounds, args.runs, held))
     rep["load_after"] = loadavg()
-    log(format_report(rep))
-    text = json.dumps(rep, indent=1)
-    if args.json:
-        args.json.write_text(text)
-    else:
-        print(text)
+    emit(rep, format_report(rep), args.json)
     return 0
 
 

@@ -15,13 +15,12 @@ instead of a model (``--policy ideal``) checks the harness: it reads the true po
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-from edgecnn.atomic import write_text
+from report_io import emit
+
 from edgecnn.navmap import PoseNoise
 from edgecnn.runtime.model_policy import load_policy
 from edgecnn.sim.navigate import NavConfig, route_indexes, simulate_networks
@@ -98,11 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table(cells, a.scales, a.delays_ms, "route_completion"), file=sys.stderr)
     out = {"model": name, "routes": routes, "seed": a.seed, "latency_ms": a.latency_ms,
            "base_pose_noise": base.to_dict(), "cells": cells}
-    text = json.dumps(out, indent=1)
-    if a.json:
-        write_text(Path(a.json), text + "\n")
-    else:
-        print(text)
+    emit(out, "", a.json)
     return 0
 
 

@@ -20,15 +20,14 @@ The readable table goes to stderr, the JSON to stdout (or ``--json``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+from report_io import emit
 
 from edgecnn.contract import RESIZE_METHODS
 from edgecnn.data.imagefolder import scan
@@ -98,12 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         })
     report = {"model": str(SHAPES.relative_to(REPO)), "frames": len(large), "render_size": args.size,
               "reference_accuracy_64": reference, "methods": rows, "load_average": list(os.getloadavg())}
-    print(format_report(report), file=sys.stderr)
-    text = json.dumps(report, indent=1)
-    if args.json:
-        args.json.write_text(text + "\n")
-    else:
-        print(text)
+    emit(report, format_report(report), args.json)
     return 0
 
 

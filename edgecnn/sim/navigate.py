@@ -71,7 +71,7 @@ from edgecnn.sim.network import (
 )
 from edgecnn.sim.render import build_network_scene, render
 from edgecnn.sim.road import Road
-from edgecnn.sim.simulate import PILOTNET_PENALTY_S, LoopTrace, drive_totals, run_loop
+from edgecnn.sim.simulate import PILOTNET_PENALTY_S, DriveTotals, LoopTrace, run_loop
 
 JUNCTION_BEFORE_M = 2.5  # the zone starts where the data's junction frames start (2.5 m before the centre)
 JUNCTION_AFTER_M = 3.0  # ... and ends where another branch's lane is clearly apart from the route's
@@ -213,20 +213,12 @@ class RouteResult:
 
 
 @dataclass(frozen=True)
-class NavResult:
+class NavResult(DriveTotals):
     """Aggregate over all routes (``to_dict`` gives the JSON that scripts read; see the module docstring)."""
 
     junctions: int
     junction_success: float | None
     route_completion: float
-    autonomy: float
-    departures: int
-    mean_abs_offset: float
-    max_abs_offset: float
-    distance: float
-    time_s: float
-    in_lane_fraction: float
-    mean_uncertainty: float | None
     config: NavConfig
     map_spec: MapSpec | None
     per_route: tuple[RouteResult, ...]
@@ -247,16 +239,9 @@ class NavResult:
             "junctions": self.junctions,
             "junction_success": None if self.junction_success is None else round(self.junction_success, 4),
             "route_completion": round(self.route_completion, 4),
-            "autonomy": round(self.autonomy, 4),
-            "departures": self.departures,
+            **self.totals_dict(),
             "routes": len(self.per_route),
             "junctions_by_kind": self.by_kind,
-            "mean_abs_offset": round(self.mean_abs_offset, 4),
-            "max_abs_offset": round(self.max_abs_offset, 4),
-            "distance": round(self.distance, 2),
-            "time_s": round(self.time_s, 2),
-            "in_lane_fraction": round(self.in_lane_fraction, 4),
-            "mean_uncertainty": None if self.mean_uncertainty is None else round(self.mean_uncertainty, 4),
             "seed": c.seed,
             "latency_ms": c.latency_ms,
             "control_hz": c.control_hz,
@@ -412,7 +397,7 @@ def simulate_networks(
         junctions=len(junctions),
         junction_success=sum(j.ok for j in junctions) / len(junctions) if junctions else None,
         route_completion=sum(r.completed for r in results) / len(results) if results else 0.0,
-        **drive_totals(results, config.penalty_s),
+        **DriveTotals.of(results, config.penalty_s),
         config=config,
         map_spec=spec,
         per_route=tuple(results),

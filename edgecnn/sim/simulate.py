@@ -96,8 +96,16 @@ class RoadResult:
 
 
 @dataclass(frozen=True)
-class SimResult:
-    """Aggregate over all roads (``to_dict`` gives the JSON that scripts read)."""
+class DriveTotals:
+    """The aggregate of several drives (roads or routes), as :meth:`of` computes it.
+
+    Attributes:
+        autonomy: PilotNet's formula, ``1 - departures * penalty_s / time_s`` (0 when nothing was driven).
+        departures: interventions in all. mean_abs_offset: tick-weighted mean |lateral offset| (m);
+        max_abs_offset: the largest (m). distance: metres driven; time_s: simulated seconds.
+        in_lane_fraction: share of control ticks inside the lane. mean_uncertainty: mean of the drives' own
+            means (steering units), None when no drive had one.
+    """
 
     autonomy: float
     departures: int
@@ -107,11 +115,29 @@ class SimResult:
     time_s: float
     in_lane_fraction: float
     mean_uncertainty: float | None
-    config: SimConfig
-    per_road: tuple[RoadResult, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        c = self.config
+    @staticmethod
+    def of(results, penalty_s: float) -> dict[str, Any]:
+        """The fields (a dict, to pass on as keywords) over ``results``: anything with ``time_s``, ``steps``,
+        ``departures``, ``in_lane_steps``, ``distance``, ``mean_abs_offset``, ``max_abs_offset`` and
+        ``mean_uncertainty``; ``penalty_s`` seconds per intervention."""
+        time_s = sum(r.time_s for r in results)
+        steps = sum(r.steps for r in results)
+        deps = sum(r.departures for r in results)
+        unc = [r.mean_uncertainty for r in results if r.mean_uncertainty is not None]
+        return {
+            "autonomy": max(0.0, 1.0 - deps * penalty_s / time_s) if time_s > 0 else 0.0,
+            "departures": deps,
+            "mean_abs_offset": float(sum(r.mean_abs_offset * r.steps for r in results) / max(steps, 1)),
+            "max_abs_offset": max((r.max_abs_offset for r in results), default=0.0),
+            "distance": float(sum(r.distance for r in results)),
+            "time_s": float(time_s),
+            "in_lane_fraction": sum(r.in_lane_steps for r in results) / max(steps, 1),
+            "mean_uncertainty": float(np.mean(unc)) if unc else None,
+        }
+
+    def totals_dict(self) -> dict[str, Any]:
+        """The fields rounded for JSON (offsets and shares 4 decimals, distance and time 2)."""
         return {
             "autonomy": round(self.autonomy, 4),
             "departures": self.departures,
@@ -121,6 +147,20 @@ class SimResult:
             "time_s": round(self.time_s, 2),
             "in_lane_fraction": round(self.in_lane_fraction, 4),
             "mean_uncertainty": None if self.mean_uncertainty is None else round(self.mean_uncertainty, 4),
+        }
+
+
+@dataclass(frozen=True)
+class SimResult(DriveTotals):
+    """Aggregate over all roads (``to_dict`` gives the JSON that scripts read)."""
+
+    config: SimConfig
+    per_road: tuple[RoadResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            **self.totals_dict(),
             "roads": c.roads,
             "seed": c.seed,
             "latency_ms": c.latency_ms,
@@ -329,26 +369,4 @@ def simulate(
         results.append(r)
         if progress:
             progress(r)
-    return SimResult(**drive_totals(results, config.penalty_s), config=config, per_road=tuple(results))
-
-
-def drive_totals(results, penalty_s: float) -> dict[str, Any]:
-    """The aggregate of several drives (roads or routes: anything with ``time_s``, ``steps``, ``departures``,
-    ``in_lane_steps``, ``distance``, ``mean_abs_offset``, ``max_abs_offset`` and ``mean_uncertainty``):
-    ``autonomy`` (PilotNet's formula with ``penalty_s`` seconds per intervention), ``departures``, tick-weighted
-    ``mean_abs_offset`` and the ``max_abs_offset`` (m), ``distance`` (m), ``time_s``, ``in_lane_fraction`` and the
-    mean of the drives' ``mean_uncertainty`` (None when no drive had one)."""
-    time_s = sum(r.time_s for r in results)
-    steps = sum(r.steps for r in results)
-    deps = sum(r.departures for r in results)
-    unc = [r.mean_uncertainty for r in results if r.mean_uncertainty is not None]
-    return {
-        "autonomy": max(0.0, 1.0 - deps * penalty_s / time_s) if time_s > 0 else 0.0,
-        "departures": deps,
-        "mean_abs_offset": float(sum(r.mean_abs_offset * r.steps for r in results) / max(steps, 1)),
-        "max_abs_offset": max((r.max_abs_offset for r in results), default=0.0),
-        "distance": float(sum(r.distance for r in results)),
-        "time_s": float(time_s),
-        "in_lane_fraction": sum(r.in_lane_steps for r in results) / max(steps, 1),
-        "mean_uncertainty": float(np.mean(unc)) if unc else None,
-    }
+    return SimResult(**DriveTotals.of(results, config.penalty_s), config=config, per_road=tuple(results))
