@@ -148,6 +148,23 @@ def test_junction_label_errors(nav_data, tmp_path):
     assert get_task("navigate").load_data(auto).junction_labels == "route"  # older data: the route's label
 
 
+def test_dropout_option_reaches_navnet_and_is_checked():
+    from edgecnn.models.registry import create_model
+    from edgecnn.train.tasks import get_task
+    from edgecnn.train.tasks.navigate import DROPOUT
+
+    task = get_task("navigate")
+    assert task.model_kwargs(TrainConfig(data="d", out="o", task="navigate"))["dropout"] == DROPOUT
+    kwargs = task.model_kwargs(resolve_config(TrainConfig(data="d", out="o", task="navigate", dropout=0.2)))
+    assert kwargs["dropout"] == 0.2
+    model = create_model("navnet", (66, 66, 3), 9, map_shape=(MAP_SIZE, MAP_SIZE, 1), **kwargs)
+    assert [layer.rate for layer in model.layers if layer.name.startswith("dropout")] == [0.2, 0.2]
+    with pytest.raises(OptionError, match=r"\[0, 1\)"):
+        resolve_config(TrainConfig(data="d", out="o", task="navigate", dropout=1.0))
+    with pytest.raises(OptionError, match="--task navigate only"):
+        resolve_config(TrainConfig(data="d", out="o", task="steer", dropout=0.2))
+
+
 def test_calibration_stores_both_inputs(routed_run, tmp_path):
     from edgecnn.quantize import calibration as cal
     from edgecnn.train.run import load_run

@@ -85,6 +85,9 @@ def _size_help() -> str:
                    "branches: on the approach, every branch's steering (the data's branch_steering column) at "
                    "equal weight, since an unrouted model cannot see which one the route takes. auto: branches "
                    "for --unrouted on data that has the column, else route.")
+@click.option("--dropout", type=float, default=DEFAULTS["dropout"],
+              help="--task navigate: dropout after navnet's first two dense layers, in [0, 1). Default: 0 (see "
+                   "the README for what 0.2 did to an unrouted model).")
 @click.option("--overwrite", is_flag=True, help="Delete OUT and train from scratch.")
 @click.option("--force", is_flag=True,
               help=f"Train even on data under the floor (fewer than {MIN_PER_CLASS} images in a class); the "
@@ -104,7 +107,7 @@ def _size_help() -> str:
 @click.option("--dump-weights", type=click.Path(dir_okay=False), default=None, hidden=True,
               help="Write this process's final weights to an .npz (tests).")
 def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augment, input_range, head, components, throttle,
-        crop, resize, unrouted, junction_labels, overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
+        crop, resize, unrouted, junction_labels, dropout, overwrite, force, strategy, workers, worker_index, cache_dir, collective_timeout, logical_cpus, dump_weights):
     """Train a compact CNN on DATA and write a run folder.
 
     DATA is an image folder (one sub-folder per class) for classification, or a steering data set (Donkey Car
@@ -124,7 +127,7 @@ def cli(data, out, arch, task, img_size, epochs, batch, seed, lr, patience, augm
         data=data, out=out, arch=arch, task=task, img_size=parse_size(img_size) if img_size else None, epochs=epochs,
         batch=batch, seed=seed, lr=lr, patience=patience, augment=augment, input_range=input_range, head=head,
         components=components, throttle=throttle, cache_dir=cache_dir, routed=not unrouted, crop=crop,
-        resize=resize, junction_labels=junction_labels,
+        resize=resize, junction_labels=junction_labels, dropout=dropout,
     )
     try:
         result = train(config, overwrite=overwrite, log=lambda m: click.echo(m, err=True), dist=dist, force=force)

@@ -46,6 +46,8 @@ class TrainConfig:
             :data:`edgecnn.data.navigation.JUNCTION_LABELS`): ``"route"`` the route's branch, ``"branches"`` every
             branch on the shared approach (unrouted models; data with ``branch_steering``), ``"auto"`` (default)
             ``branches`` where it applies, else ``route``.
+        dropout: ``navigate`` only: dropout after navnet's first two dense layers, in [0, 1); None: the task's
+            default (:data:`edgecnn.train.tasks.navigate.DROPOUT`).
         cache_dir: cache preprocessed images on disk under this folder (data sets larger than memory); it does
             not change the model, so a run may resume with another one.
         crop: ``(top, bottom)`` rows removed from every frame before resizing (``--crop 40,0``: a Donkey Car
@@ -75,6 +77,7 @@ class TrainConfig:
     cache_dir: str | None = None
     routed: bool = True
     junction_labels: str = "auto"
+    dropout: float | None = None
     crop: tuple[int, ...] = ()
     resize: str = "area"
 
@@ -136,6 +139,10 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                           f"{config.junction_labels!r}")
     if config.junction_labels != "auto" and config.task != "navigate":
         raise OptionError(f"--junction-labels applies to --task navigate only, not {config.task}")
+    if config.dropout is not None and config.task != "navigate":
+        raise OptionError(f"--dropout applies to --task navigate only, not {config.task}")
+    if config.dropout is not None and not 0.0 <= config.dropout < 1.0:
+        raise OptionError(f"--dropout must be in [0, 1), got: {config.dropout}")
     if config.junction_labels == "branches" and config.routed:
         raise OptionError("--junction-labels branches is for an unrouted model (add --unrouted): a routed model "
                           "sees the route, so it learns the route's branch only")

@@ -152,7 +152,8 @@ class NavigateTask(Task):
         return False, "off for navigation (a mirror flip would show left-lane roads; the frames already vary)"
 
     def model_kwargs(self, config) -> dict[str, Any]:
-        return {"head": "gmm", "components": config.components, "dropout": DROPOUT}
+        dropout = getattr(config, "dropout", None)
+        return {"head": "gmm", "components": config.components, "dropout": DROPOUT if dropout is None else dropout}
 
     def dataset(self, data: NavData, split: str, contract: Contract, config, training: bool):
         paths, targets = self.arrays(data, split, config)
