@@ -50,10 +50,13 @@ from edgecnn.train.tasks.steer import TIME_BLOCK
 __all__ = ["MISSING_MAP", "ROUTED_CHANNELS", "UNROUTED_CHANNELS", "NavData", "NavSample", "NavigateTask",
            "fit_sigma_scale", "map_spec_for", "navigation_metrics", "pose_noise_for", "read_navigation"]
 NETWORKS_FORMAT = "edgecnn-networks-1"
-# Dropout after navnet's first two dense layers: off. Measured on `data roads --networks` (8000 frames, 6400 for
-# training): without it the validation NLL is best at epoch 8 (-0.43; train -1.24 by epoch 14, overfitting);
-# with 0.3 it was no better than -0.25 by epoch 17 (still overfitting, and slower). More frames help; the
-# overconfidence that overfitting leaves is taken out by the sigma scale fitted on the validation split.
+# Dropout after navnet's first two dense layers when --dropout is not given: off. Measured on `data roads
+# --networks` (8000 frames, 6400 for training, routed): without it the validation NLL is best at epoch 8 (-0.43;
+# train -1.24 by epoch 14, overfitting); with 0.3 it was no better than -0.25 by epoch 17. On 32000 frames,
+# unrouted with every branch as a label, 0.2 gave a slightly worse test NLL (-0.752 against -0.796) but more decision
+# frames with both branches (0.672 against 0.597) and fewer plain-road frames with two modes (0.899 against 0.853
+# with one mode); see the README. The overconfidence that overfitting leaves is taken out by the sigma scale fitted
+# on the validation split.
 DROPOUT = 0.0
 # Candidate factors for the mixture's sigmas, fitted on the validation split after training (see
 # NavigateTask.calibrate): exp(-0.7) .. exp(0.7), i.e. 0.5x .. 2x, in 57 steps.

@@ -149,6 +149,15 @@ function showDrive(o) {
 
 // ---- images: one button per class; tap = snapshot, hold = burst (heartbeats while held) ----
 let holding = null;
+// Capture posts go one after another: sent side by side, a tap's release could reach the server before its press
+// (seen on a loaded machine), and the server then took the tap for a hold and saved a burst.
+// A heartbeat is skipped while a post is still on its way, so a slow server does not make the queue grow.
+let captureQueue = Promise.resolve(), captureInFlight = 0;
+function postCapture(body) {
+  captureInFlight += 1;
+  captureQueue = captureQueue.then(() => post("capture", body)).finally(() => { captureInFlight -= 1; });
+  return captureQueue;
+}
 function setupImages() {
   $("images").hidden = false;
   const box = $("classes");
@@ -166,16 +175,16 @@ function setupImages() {
   });
   document.addEventListener("keyup", (e) => { if (parseInt(e.key, 10) > 0) stopHold(); });
   window.addEventListener("blur", stopHold);
-  setInterval(() => { if (holding && document.visibilityState === "visible") post("capture", { label: holding, hold: true }); }, 100);
+  setInterval(() => { if (holding && captureInFlight === 0 && document.visibilityState === "visible") postCapture({ label: holding, hold: true }); }, 100);
 }
 function startHold(name) {
   holding = name; const b = $("class-" + name); if (b) b.classList.add("held");
-  post("capture", { label: name, hold: true });
+  postCapture({ label: name, hold: true });
 }
 function stopHold() {
   if (!holding) return;
   const b = $("class-" + holding); if (b) b.classList.remove("held");
-  post("capture", { label: holding, hold: false }); holding = null;
+  postCapture({ label: holding, hold: false }); holding = null;
 }
 function showCounts(o) {
   const counts = o.counts || {};
