@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,18 @@ class NavData:
                 + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) + ")"
                 + (f"; skipped {faults}" if faults else "") + f"; time-block split: {sizes}" + labels)
 
+    @cached_property
+    def _labelled(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Per split, :func:`branch_targets` once (the summary, the datasets and the metrics all read it)."""
+        return {k: branch_targets(v, self.junction_labels == "branches") for k, v in self.splits.items()}
+
     def targets(self, split: str) -> np.ndarray:
         """``float32 (N, 2 * MAX_BRANCHES)`` targets of ``split`` (:func:`branch_targets`)."""
-        return branch_targets(self.splits[split], self.junction_labels == "branches")[0]
+        return self._labelled[split][0]
 
     def branch_labelled(self, split: str) -> int:
         """How many frames of ``split`` are labelled with every branch."""
-        return branch_targets(self.splits[split], self.junction_labels == "branches")[1]
+        return self._labelled[split][1]
 
     def split_rows(self) -> dict[str, list[list[Any]]]:
         return {k: [s.entry() for s in v] for k, v in self.splits.items()}
