@@ -118,6 +118,21 @@ def _params(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return w, means, sigmas
 
 
+def nll_many(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Batched :func:`nll`: ``outputs`` float (N, 3K) raw gmm vectors, ``targets`` float (N,) or (N, M) steering
+    (M candidate labels per frame). Returns float64 of the targets' shape, nats; equal to :func:`nll` element by
+    element."""
+    w, mu, s = _params(outputs)
+    t = np.asarray(targets, dtype=np.float64)
+    one = t.ndim == 1
+    t = t.reshape(len(w), -1)
+    z = (t[:, :, None] - mu[:, None, :]) / s[:, None, :]
+    log_p = np.log(w)[:, None, :] - 0.5 * z * z - np.log(s)[:, None, :] - 0.5 * math.log(2 * math.pi)
+    top = log_p.max(axis=2, keepdims=True)
+    out = -(top[..., 0] + np.log(np.exp(log_p - top).sum(axis=2)))
+    return out[:, 0] if one else out
+
+
 def _density(w: np.ndarray, means: np.ndarray, sigmas: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Mixture density of one frame (``(K,)`` parameters) at points ``x`` ``(G,)`` -> ``(G,)``."""
     z = (x[:, None] - means[None, :]) / sigmas[None, :]

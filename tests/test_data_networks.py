@@ -182,6 +182,27 @@ def test_an_interrupted_run_leaves_nothing_half_written(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_workers_write_the_same_folder_byte_for_byte(tmp_path):
+    """Networks rendered in 3 processes against one: every file the same, the last network cut short alike."""
+    assert [c for _, _, c in netdata.plan_networks(2, 53, 4)] == [16, 16, 16, 5]
+    one = netdata.generate(tmp_path / "one", n=53, size=(48, 36), seed=2, per_route=4, workers=1)
+    three = netdata.generate(tmp_path / "three", n=53, size=(48, 36), seed=2, per_route=4, workers=3)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(three) for p in three.rglob("*") if p.is_file())
+    assert len([f for f in files if f.parts[0] == "images"]) == 53
+    for f in files:
+        assert (one / f).read_bytes() == (three / f).read_bytes(), f
+
+
+def test_an_interrupted_parallel_run_leaves_nothing_half_written(tmp_path):
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        netdata.generate(tmp_path / "out", n=60, size=(48, 36), per_route=3, progress=stop, workers=2)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _tee_siblings():
     """A data-stream network with a T-junction entered from its stem, and two of its balanced routes that turn
     there one left, one right."""

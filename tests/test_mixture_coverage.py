@@ -17,6 +17,8 @@ from edgecnn.mixture import (
     hdr_level,
     junction_metrics,
     modes,
+    nll,
+    nll_many,
     side,
     significant_modes,
 )
@@ -78,6 +80,16 @@ def test_modes_and_their_weights():
 def test_narrowest_sigma_is_resolved():
     out = vec([1, 0, 0], [0.0, 0, 0], [math.exp(LOG_SIGMA_MIN), 1, 1])[None]
     assert hdr_level(out, np.array([math.exp(LOG_SIGMA_MIN)]))[0] == pytest.approx(0.6827, abs=0.01)
+
+
+def test_batched_nll_equals_the_per_frame_one_including_clipped_parameters():
+    rng = np.random.default_rng(3)
+    raw = np.concatenate([rng.normal(0, 2, (40, 3)), rng.uniform(-1.5, 1.5, (40, 3)),
+                          rng.uniform(LOG_SIGMA_MIN - 1, 0.5, (40, 3))], axis=1)  # means and sigmas past the clips
+    t = rng.uniform(-1, 1, (40, 2))
+    want = np.array([[nll(r, v) for v in row] for r, row in zip(raw, t)])
+    np.testing.assert_allclose(nll_many(raw, t), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(nll_many(raw, t[:, 0]), want[:, 0], rtol=1e-12, atol=1e-12)
 
 
 def test_side():

@@ -98,6 +98,18 @@ def test_render_is_deterministic_and_sizes_follow_the_camera():
     assert not np.array_equal(frame(5), frame(6))
 
 
+def test_workers_render_the_same_files(tmp_path, monkeypatch):
+    """Blocks of roads in 2 processes against one: labels, images and masks the same (the last road cut short)."""
+    monkeypatch.setattr(roads, "ROADS_PER_TASK", 3)  # 9 roads -> 3 tasks, planned here
+    one = roads.generate(tmp_path / "one", n=34, size=(48, 36), per_road=4, masks=True, workers=1)
+    two = roads.generate(tmp_path / "two", n=34, size=(48, 36), per_road=4, masks=True, workers=2)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
+    assert len([f for f in files if f.parts[0] == "masks"]) == 34
+    for f in files:
+        assert (one / f).read_bytes() == (two / f).read_bytes(), f
+
+
 def test_generate_is_deterministic_labelled_and_readable(tmp_path):
     out = roads.generate(tmp_path / "a", n=25, size=(80, 60), seed=3, per_road=10)
     again = roads.generate(tmp_path / "b", n=25, size=(80, 60), seed=3, per_road=10)

@@ -9,6 +9,7 @@ import click
 
 from edgecnn.data import roads as gen
 from edgecnn.errors import OptionError
+from edgecnn.runtime.environment import usable_cores
 from edgecnn.sizes import format_size, parse_size
 
 
@@ -31,8 +32,11 @@ from edgecnn.sizes import format_size, parse_size
 @click.option("--pose-noise", type=float, default=None,
               help="With --networks: the maps' pose error, times the default (1 sigma 0.25 m and 4 deg; the "
                    "100 ms delay is kept; default 1, 0 = exact position and heading).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes rendering at once (default: one per available core). The files are the same for "
+                   "any number.")
 def roads(out: str, n: int, size: str, seed: int, per_road: int, overwrite: bool, masks: bool, networks: bool,
-          per_route: int | None, pose_noise: float | None) -> None:
+          per_route: int | None, pose_noise: float | None, workers: int | None) -> None:
     """Render procedural road frames labelled with an ideal controller's steering.
 
     Writes OUT/labels.csv (image,steering; steering in [-1, 1], positive = right), OUT/images/*.jpg and
@@ -68,10 +72,11 @@ def roads(out: str, n: int, size: str, seed: int, per_road: int, overwrite: bool
 
             path = netgen.generate(out, n=n, size=wh, seed=seed, overwrite=overwrite, progress=progress,
                                    per_route=netgen.DEFAULT_PER_ROUTE if per_route is None else per_route,
-                                   pose_noise=1.0 if pose_noise is None else pose_noise)
+                                   pose_noise=1.0 if pose_noise is None else pose_noise,
+                                   workers=workers or usable_cores())
         else:
             path = gen.generate(out, n=n, size=wh, seed=seed, per_road=per_road, overwrite=overwrite,
-                                progress=progress, masks=masks)
+                                progress=progress, masks=masks, workers=workers or usable_cores())
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

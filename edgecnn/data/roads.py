@@ -21,12 +21,14 @@ import io
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgecnn.atomic import staged_dir
+from edgecnn.data.parallel import map_in_order
 from edgecnn.errors import DataError, OutputError
 from edgecnn.sim.bicycle import CarParams, Pose
 from edgecnn.sim.camera import Camera
@@ -90,6 +92,7 @@ def generate(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     masks: bool = False,
+    workers: int = 1,
 ) -> Path:
     """Write ``n`` frames of ``size`` = (width, height) to ``out`` (``labels.csv``, ``images/``, ``roads.json``).
 
@@ -97,6 +100,8 @@ def generate(
     half-written. With ``masks``, also ``masks/NNNNNN.png`` (per pixel 0 everything else, 1 road surface, 2 lane
     marking, from the renderer's own geometry: :func:`edgecnn.sim.render.render_labels`) and ``labels.txt``
     (``road``, ``marking``), the segmentation layout of :mod:`edgecnn.data.masks`; the frames are the same.
+    ``workers`` > 1 renders blocks of :data:`ROADS_PER_TASK` roads in that many processes; every road has its own
+    random stream and its frame indices are known in advance, so the files are the same for any ``workers``.
     Raises DataError for bad arguments, OutputError when ``out`` exists (without ``overwrite``) or
     cannot be written.
     """
@@ -105,37 +110,35 @@ def generate(
         raise DataError(f"--n must be at least 1, got: {n}")
     if per_road < 1:
         raise DataError(f"frames per road must be at least 1, got: {per_road}")
-    width, height = size
-    car = CarParams()
-    rows: list[tuple[str, float]] = []
+    if workers < 1:
+        raise DataError(f"--workers must be at least 1, got: {workers}")
     n_roads = math.ceil(n / per_road)
+    job = _RoadJob(n=n, size=tuple(size), seed=seed, per_road=per_road, masks=masks)
+    frames = 0
+
+    def advance(by: int) -> None:
+        nonlocal frames
+        frames += by
+        if progress:
+            progress(frames, n)
+
     with staged_dir(out, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
         if masks:
             (tmp / "masks").mkdir()
             (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in LABEL_CLASSES[1:]), encoding="utf-8")
-        for r in range(n_roads):
-            rng = road_rng(seed, DATA_STREAM, r)
-            count = min(per_road, n - r * per_road)
-            road = make_road(rng, length=max(6.0, 0.3 * count))
-            scene = build_scene(road, rng, labels=masks)
-            for s in np.sort(rng.uniform(0.0, road.length, count)):
-                pose, cam, light = random_view(rng, road, float(s), scene, width, height)
-                frame = render(scene, pose, cam, car, rng=rng, light=light)
-                name = f"images/{len(rows):06d}.jpg"
-                write_image(tmp, name, frame, JPEG)
-                if masks:
-                    mask_name = f"masks/{len(rows):06d}.png"
-                    write_image(tmp, mask_name, render_labels(scene, pose, cam, car))
-                steering = pure_pursuit(road, pose, car, hint_s=float(s))
-                rows.append((name, round(steering, 6)))
-                if progress:
-                    progress(len(rows), n)
+        blocks = [(r, min(r + ROADS_PER_TASK, n_roads)) for r in range(0, n_roads, ROADS_PER_TASK)]
+        if workers == 1 or len(blocks) == 1:
+            parts = [_render_roads(job, tmp, a, b, tick=lambda: advance(1)) for a, b in blocks]
+        else:
+            parts = map_in_order(_render_roads, [(job, tmp, a, b) for a, b in blocks], workers,
+                                 lambda part: advance(len(part)))
+        rows = [row for part in parts for row in part]
         write_labels(tmp / "labels.csv", ["image", "steering"], rows)
         meta = {
             "format": FORMAT,
             "frames": len(rows),
-            "size": [width, height],
+            "size": list(job.size),
             "seed": seed,
             "per_road": per_road,
             "roads": n_roads,
@@ -144,3 +147,42 @@ def generate(
         }
         (tmp / "roads.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+ROADS_PER_TASK = 50  # roads one worker renders per task (a few seconds of work) when ``workers`` > 1
+
+
+@dataclass(frozen=True)
+class _RoadJob:
+    """What every road of one :func:`generate` call shares (picklable, for the worker processes)."""
+
+    n: int
+    size: tuple[int, int]
+    seed: int
+    per_road: int
+    masks: bool
+
+
+def _render_roads(job: _RoadJob, tmp: Path, first: int, last: int,
+                  tick: Callable[[], None] | None = None) -> list[tuple[str, float]]:
+    """Render roads ``first`` .. ``last - 1`` into ``tmp`` (road r's frames are numbered from r x per_road);
+    their labels.csv rows. ``tick`` is called after each frame."""
+    width, height = job.size
+    car = CarParams()
+    rows: list[tuple[str, float]] = []
+    for r in range(first, last):
+        rng = road_rng(job.seed, DATA_STREAM, r)
+        count = min(job.per_road, job.n - r * job.per_road)
+        road = make_road(rng, length=max(6.0, 0.3 * count))
+        scene = build_scene(road, rng, labels=job.masks)
+        for i, s in enumerate(np.sort(rng.uniform(0.0, road.length, count)), start=r * job.per_road):
+            pose, cam, light = random_view(rng, road, float(s), scene, width, height)
+            frame = render(scene, pose, cam, car, rng=rng, light=light)
+            name = f"images/{i:06d}.jpg"
+            write_image(tmp, name, frame, JPEG)
+            if job.masks:
+                write_image(tmp, f"masks/{i:06d}.png", render_labels(scene, pose, cam, car))
+            rows.append((name, round(pure_pursuit(road, pose, car, hint_s=float(s)), 6)))
+            if tick:
+                tick()
+    return rows

@@ -23,6 +23,7 @@ from edgecnn.data import roads, shapes
 from edgecnn.export.bundle import export_run
 from edgecnn.pipeline.config import PipelineConfig
 from edgecnn.quantize import calibration
+from edgecnn.runtime.environment import usable_cores
 from edgecnn.sizes import parse_size
 from edgecnn.train.config import parse_crop
 from edgecnn.train.trainer import TrainConfig, train
@@ -77,7 +78,8 @@ def stage_data(cfg: PipelineConfig, paths: Paths, log: Log, fresh: bool) -> str:
         width, _ = parse_size(cfg.resolved_img_size)
         shapes.generate(paths.data, size=width, per_class=cfg.per_class, seed=cfg.seed, overwrite=True)
         return f"generated shapes ({cfg.per_class} per class) in {paths.data}"
-    roads.generate(paths.data, n=cfg.frames, size=(160, 120), seed=cfg.seed, per_road=cfg.per_road, overwrite=True)
+    roads.generate(paths.data, n=cfg.frames, size=(160, 120), seed=cfg.seed, per_road=cfg.per_road, overwrite=True,
+                   workers=usable_cores())
     return f"generated {cfg.frames} road frames in {paths.data}"
 
 

@@ -41,7 +41,7 @@ from edgecnn.data.navigation import (  # re-exported: the reader and metrics liv
 )
 from edgecnn.data.steering import time_block_split
 from edgecnn.errors import DataError
-from edgecnn.mixture import nll
+from edgecnn.mixture import nll_many
 from edgecnn.train.pipeline_data import make_nav_dataset
 from edgecnn.train.sanity import DataCheck, baseline_warning, check_steering
 from edgecnn.train.tasks.base import Task, register_task
@@ -227,11 +227,13 @@ def fit_sigma_scale(raw: np.ndarray, targets: np.ndarray,
     y = np.stack([y, np.ones_like(y)], axis=1) if y.ndim == 1 else y.reshape(len(y), -1)
     m = y.shape[1] // 2
 
+    labels, weights = y[:, :m], y[:, m:]
+
     def mean_nll(factor: float) -> float:
         shifted = raw.copy()
         shifted[:, 2 * k :] += math.log(factor)
-        return float(np.mean([sum(w * nll(r, t) for t, w in zip(row[:m], row[m:]) if w > 0)
-                              for r, row in zip(shifted, y)]))
+        per_label = nll_many(shifted, labels)  # (N, M); unused label slots have weight 0
+        return float(np.mean(np.where(weights > 0, weights * per_label, 0.0).sum(axis=1)))
 
     scored = [(mean_nll(f), f) for f in scales]
     best, factor = min(scored)
