@@ -69,6 +69,7 @@ from edgecnn.atomic import staged_dir
 from edgecnn.data.parallel import map_in_order
 from edgecnn.data.roads import JPEG, random_view, write_image, write_labels
 from edgecnn.errors import DataError
+from edgecnn.junction import ROAD, JunctionLabel
 from edgecnn.navmap import MapSpec, PoseEstimator, PoseNoise, rasterise, route_to_dict
 from edgecnn.sim.bicycle import CarParams
 from edgecnn.sim.network import (
@@ -247,10 +248,9 @@ def _render_network(job: _Job, tmp: Path, k: int, first: int, budget: int,
                 if (ri, j["node"]) not in alternatives:  # built once per route and junction
                     alternatives[ri, j["node"]] = _branch_roads(net, route, j["node"])
                 commands = branch_steering(alternatives[ri, j["node"]], pose, car, float(s))
-            rows.append([name, round(steering, 6), map_name, k, ri,
-                         "" if j is None else j["kind"], "" if j is None else j["branch"],
-                         "" if j is None else "|".join(j["options"]),
-                         "" if j is None else round(turn_in[j["node"]] - float(s), 3), commands, *true, *est])
+            label = ROAD if j is None else JunctionLabel(j["kind"], j["branch"], "|".join(j["options"]),
+                                                         round(turn_in[j["node"]] - float(s), 3), commands)
+            rows.append([name, round(steering, 6), map_name, k, ri, *label.cells(), *true, *est])
             if tick:
                 tick()
     return _Network(rows, _network_doc(k, net, geom, doc_routes), junction_frames, branches)
