@@ -241,6 +241,10 @@ def has_both_sides(found: tuple[Mode, ...], neutral: float = 0.0) -> bool:
 
 
 DECISION_WINDOW = 0.5  # metres before a junction's turn-in point where its branches' steering already differs
+# Bins of the branches' steering gap (steering units) for ``t_decision_by_separation``: two equal Gaussians show
+# two density peaks only when their means are more than 2 sigma apart, and a compact model's sigma is about
+# 0.075 (an unrouted navnet on 64000 frames), so below 0.15 two modes are out of its reach.
+SEPARATION_EDGES = (0.15, 0.25)
 
 
 def junction_metrics(outputs: np.ndarray, targets: np.ndarray, labels: Sequence[JunctionLabel], routed: bool,
@@ -280,7 +284,9 @@ def junction_metrics(outputs: np.ndarray, targets: np.ndarray, labels: Sequence[
       the lane centre shifts away from 0); where it is not, by the sign rule (left and right: a mode each side of
       ``neutral``; a branch ``straight``: modes judged by :func:`side`). ``t_decision_share_sign`` is the sign
       rule on every decision frame, ``t_decision_by_branch_steering`` how many were judged by the branches'
-      steering, ``t_decision_separation`` the median gap (steering units) between the branches' steering there.
+      steering, ``t_decision_separation`` the median gap (steering units) between the branches' steering there, and
+      ``t_decision_by_separation`` the frames and share per gap bin (``"<0.15"``, ``"0.15-0.25"``, ``">=0.25"``,
+      :data:`SEPARATION_EDGES`; frames judged by the branches' steering only).
       Frames past the turn-in point show the turn already taken, so one mode is right there: that is why the
       decision figure, not ``t_two_sided_share``, is the unrouted model's test.
     """
@@ -348,7 +354,15 @@ def _decision_figures(labels: list[JunctionLabel], sig: list[tuple[Mode, ...]], 
     def share(ok) -> float | None:
         return float(np.mean([bool(ok(i)) for i in decide])) if decide else None
 
-    gaps = [max(c.values()) - min(c.values()) for c in known.values()]
+    gap = {i: max(c.values()) - min(c.values()) for i, c in known.items()}
+    edges = (-math.inf, *SEPARATION_EDGES, math.inf)
+    by_gap = {}
+    for lo, hi in itertools.pairwise(edges):
+        idx = [i for i, g in gap.items() if lo <= g < hi]
+        name = f"<{hi:g}" if lo == -math.inf else (f">={lo:g}" if hi == math.inf else f"{lo:g}-{hi:g}")
+        by_gap[name] = {"frames": len(idx),
+                        "share": float(np.mean([covers_two(i) for i in idx])) if idx else None}
     return {"t_decision_frames": len(decide), "t_decision_share": share(covers_two),
             "t_decision_share_sign": share(by_sign), "t_decision_by_branch_steering": len(known),
-            "t_decision_separation": float(np.median(gaps)) if gaps else None}
+            "t_decision_separation": float(np.median(list(gap.values()))) if gap else None,
+            "t_decision_by_separation": by_gap}

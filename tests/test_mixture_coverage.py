@@ -154,6 +154,21 @@ def test_decision_frames_judge_modes_against_the_branches_own_steering():
     assert un["t_decision_share"] == pytest.approx(1 / 3)  # frame 0 by the branches, frame 2 fails the sign rule
     assert un["t_decision_share_sign"] == 0.0
     assert un["t_decision_separation"] == pytest.approx(0.4)
+    assert un["t_decision_by_separation"] == {"<0.15": {"frames": 0, "share": None},
+                                              "0.15-0.25": {"frames": 0, "share": None},
+                                              ">=0.25": {"frames": 2, "share": 0.5}}
+
+
+def test_decision_share_per_branch_separation():
+    """Branches 0.1 apart under one mode, 0.2 apart under two: each counted in its own gap bin."""
+    near = vec([0.5, 0.5, 0], [0.0, 0.0, 0], [0.07, 0.07, 1])
+    two = vec([0.5, 0.5, 0], [-0.1, 0.1, 0], [0.04, 0.04, 1])
+    labels = [JunctionLabel("T", "left", "left|right", 0.4, "left:-0.05|right:0.05"),
+              JunctionLabel("T", "left", "left|right", 0.2, "left:-0.1|right:0.1")]
+    un = junction_metrics(np.stack([near, two]), np.array([-0.05, -0.1]), labels, routed=False)
+    assert un["t_decision_by_separation"]["<0.15"] == {"frames": 1, "share": 0.0}
+    assert un["t_decision_by_separation"]["0.15-0.25"] == {"frames": 1, "share": 1.0}
+    assert un["t_decision_share"] == 0.5
 
 
 def test_junction_label_round_trips_split_json_cells():
