@@ -61,11 +61,11 @@ def publish(pipeline_dir: str | Path, bundle_dest: str | Path, calibration_dest:
         report["run"] = _relative(report["run"])
         report["test"]["source"] = report["test"]["source"].replace(str(Path.cwd().resolve()) + "/", "")
         if report["test"].get("calibration"):
-            report["test"]["calibration"] = calibration_dest.as_posix()
+            report["test"]["calibration"] = _relative(str(calibration_dest))
         _write_report(report, tmp / "compare")
         card_path = tmp / "model_card.json"
         card = json.loads(card_path.read_text())
-        card["calibration"]["path"] = calibration_dest.as_posix()
+        card["calibration"]["path"] = _relative(str(calibration_dest))
         card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
