@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecnn.atomic import staged_dir
-from edgecnn.data.parallel import map_in_order
+from edgecnn.data.parallel import render_pieces
 from edgecnn.data.roads import JPEG, random_view, write_image, write_labels
 from edgecnn.errors import DataError
 from edgecnn.junction import ROAD, JunctionLabel
@@ -142,22 +142,11 @@ def generate(
     job = _Job(seed=seed, size=tuple(size), per_route=per_route, noise=PoseNoise().scaled(pose_noise),
                noise_scale=pose_noise, spec=spec or MapSpec())
     plan = plan_networks(seed, n, per_route)
-    frames = 0
-
-    def advance(by: int) -> None:
-        nonlocal frames
-        frames += by
-        if progress:
-            progress(frames, n)
-
     with staged_dir(out, overwrite=overwrite) as tmp:
         for sub in ("images", "maps", "routes"):
             (tmp / sub).mkdir()
-        if workers == 1 or len(plan) == 1:  # here, a frame at a time
-            done = [_render_network(job, tmp, *p, tick=lambda: advance(1)) for p in plan]
-        else:  # a network at a time, as each arrives
-            done = map_in_order(_render_network, [(job, tmp, *p) for p in plan], workers,
-                                lambda net: advance(len(net.rows)))
+        done = render_pieces(_render_network, [(job, tmp, *p) for p in plan], workers, n, progress,
+                             lambda net: len(net.rows))
         _write_tables(tmp, job, done)
     return out
 

@@ -31,3 +31,22 @@ def map_in_order(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int,
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def render_pieces(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int, total: int,
+                  progress: Callable[[int, int], None] | None = None,
+                  frames_of: Callable[[Any], int] = len) -> list[Any]:
+    """``[fn(*task) for task in tasks]`` for a data set generator: in this process when ``workers`` is 1 (or
+    there is one task), with ``fn``'s ``tick`` advancing ``progress(done, total)`` a frame at a time; else by
+    :func:`map_in_order`, advancing by ``frames_of(result)`` as each piece arrives."""
+    done = 0
+
+    def advance(by: int) -> None:
+        nonlocal done
+        done += by
+        if progress:
+            progress(done, total)
+
+    if workers == 1 or len(tasks) == 1:
+        return [fn(*task, tick=lambda: advance(1)) for task in tasks]
+    return map_in_order(fn, tasks, workers, lambda piece: advance(frames_of(piece)))

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from edgecnn.atomic import staged_dir
-from edgecnn.data.parallel import map_in_order
+from edgecnn.data.parallel import render_pieces
 from edgecnn.errors import DataError, OutputError
 from edgecnn.sim.bicycle import CarParams, Pose
 from edgecnn.sim.camera import Camera
@@ -114,25 +114,13 @@ def generate(
         raise DataError(f"--workers must be at least 1, got: {workers}")
     n_roads = math.ceil(n / per_road)
     job = _RoadJob(n=n, size=tuple(size), seed=seed, per_road=per_road, masks=masks)
-    frames = 0
-
-    def advance(by: int) -> None:
-        nonlocal frames
-        frames += by
-        if progress:
-            progress(frames, n)
-
     with staged_dir(out, overwrite=overwrite) as tmp:
         (tmp / "images").mkdir()
         if masks:
             (tmp / "masks").mkdir()
             (tmp / "labels.txt").write_text("".join(f"{c}\n" for c in LABEL_CLASSES[1:]), encoding="utf-8")
         blocks = [(r, min(r + ROADS_PER_TASK, n_roads)) for r in range(0, n_roads, ROADS_PER_TASK)]
-        if workers == 1 or len(blocks) == 1:
-            parts = [_render_roads(job, tmp, a, b, tick=lambda: advance(1)) for a, b in blocks]
-        else:
-            parts = map_in_order(_render_roads, [(job, tmp, a, b) for a, b in blocks], workers,
-                                 lambda part: advance(len(part)))
+        parts = render_pieces(_render_roads, [(job, tmp, a, b) for a, b in blocks], workers, n, progress)
         rows = [row for part in parts for row in part]
         write_labels(tmp / "labels.csv", ["image", "steering"], rows)
         meta = {
